@@ -1,0 +1,492 @@
+-- Lockstep node schema, version 1.
+-- Installed on every node of a partnership (principal and mirror alike) by NodeSchemaInstaller,
+-- inside one transaction, with lockstep.internal = on so that the DDL trigger ignores it.
+
+CREATE SCHEMA lockstep;
+
+-- The node's own view of the partnership. One row. Every mirrored write reads it (taking
+-- ACCESS SHARE on the table until the transaction ends, prepared included); a role change takes
+-- ACCESS EXCLUSIVE, so no transaction straddles a role change (invariant I4).
+CREATE TABLE lockstep.node_state (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    partnership text        NOT NULL,
+    node_name   text        NOT NULL,
+    role        text        NOT NULL CHECK (role IN ('principal', 'mirror')),
+    epoch       bigint      NOT NULL CHECK (epoch > 0),
+    changed_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- Tables whose changes are mirrored, with what the mirror's apply needs to know about them.
+CREATE TABLE lockstep.attached (
+    table_name   text PRIMARY KEY,          -- schema-qualified, quoted as by quote_ident
+    key_columns  text[] NOT NULL,           -- primary key columns, quoted
+    data_columns text[] NOT NULL,           -- every column that can be written (not generated), quoted
+    sequences    text[] NOT NULL,           -- sequences its defaults and identity columns draw from
+    capture_mode text   NOT NULL CHECK (capture_mode IN ('statement', 'row')),
+    attached_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- Row images captured inside the writing transaction; drained into the journal at commit.
+-- Unlogged: its rows matter only until the same transaction's commit moves them to the journal.
+CREATE UNLOGGED TABLE lockstep.capture (
+    xid        xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    ord        bigint      GENERATED ALWAYS AS IDENTITY,
+    kind       "char"      NOT NULL,        -- I insert, U update, D delete, T truncate, S ddl, A attach
+    table_name text,
+    new_rows   jsonb,
+    old_rows   jsonb,
+    ddl        text,
+    ddl_path   text,
+    stmt_at    timestamptz NOT NULL DEFAULT statement_timestamp(),
+    PRIMARY KEY (xid, ord)
+);
+
+-- One record per mirrored transaction, identical on both nodes, addressed by (epoch, seq).
+CREATE TABLE lockstep.journal (
+    epoch        bigint      NOT NULL,
+    seq          bigint      NOT NULL,
+    gid          text        NOT NULL UNIQUE,
+    origin       text        NOT NULL,      -- the node that was principal when it committed
+    committed_at timestamptz NOT NULL,
+    changes      jsonb       NOT NULL,
+    PRIMARY KEY (epoch, seq)
+);
+CREATE SEQUENCE lockstep.journal_seq;
+
+-- Refuses a mirrored change unless this node is principal at the epoch the session's
+-- coordinator works in. Reading node_state takes the shared lock that a role change waits for.
+CREATE FUNCTION lockstep.fence() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+    coordinator_epoch bigint := nullif(current_setting('lockstep.epoch', true), '')::bigint;
+BEGIN
+    SELECT * INTO s FROM lockstep.node_state;
+    IF coordinator_epoch IS NULL THEN
+        RAISE EXCEPTION 'lockstep: node % is % of partnership % at epoch %; mirrored tables change only through a Lockstep coordinator',
+            s.node_name, s.role, s.partnership, s.epoch USING ERRCODE = '25006';
+    END IF;
+    IF s.role <> 'principal' OR s.epoch <> coordinator_epoch THEN
+        RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the coordinator acts at epoch %',
+            s.node_name, s.role, s.epoch, coordinator_epoch USING ERRCODE = '25006';
+    END IF;
+END $$;
+
+-- Capture, statement level: one capture row per statement with the whole transition table.
+CREATE FUNCTION lockstep.capture_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lockstep.fence();
+    INSERT INTO lockstep.capture (kind, table_name, new_rows)
+    SELECT 'I', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(to_jsonb(n))
+      FROM lockstep_new n HAVING count(*) > 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION lockstep.capture_update() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lockstep.fence();
+    INSERT INTO lockstep.capture (kind, table_name, new_rows, old_rows)
+    SELECT 'U', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), n.rows, o.rows
+      FROM (SELECT jsonb_agg(to_jsonb(x)) AS rows FROM lockstep_new x) n,
+           (SELECT jsonb_agg(to_jsonb(x)) AS rows FROM lockstep_old x) o
+     WHERE n.rows IS NOT NULL;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION lockstep.capture_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lockstep.fence();
+    INSERT INTO lockstep.capture (kind, table_name, old_rows)
+    SELECT 'D', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(to_jsonb(o))
+      FROM lockstep_old o HAVING count(*) > 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION lockstep.capture_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lockstep.fence();
+    INSERT INTO lockstep.capture (kind, table_name)
+    VALUES ('T', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME));
+    RETURN NULL;
+END $$;
+
+-- Capture, row level: the same change format with one row per entry. Kept for the capture
+-- benchmark, which measures it against the statement-level triggers.
+CREATE FUNCTION lockstep.capture_row() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text := quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME);
+BEGIN
+    PERFORM lockstep.fence();
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO lockstep.capture (kind, table_name, new_rows) VALUES ('I', t, jsonb_build_array(to_jsonb(NEW)));
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO lockstep.capture (kind, table_name, new_rows, old_rows)
+        VALUES ('U', t, jsonb_build_array(to_jsonb(NEW)), jsonb_build_array(to_jsonb(OLD)));
+    ELSE
+        INSERT INTO lockstep.capture (kind, table_name, old_rows) VALUES ('D', t, jsonb_build_array(to_jsonb(OLD)));
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- The one spelling of a relation's name used in capture rows, the journal and attached.
+CREATE FUNCTION lockstep.qualified(rel regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel
+$$;
+
+-- The sequences a table's defaults and identity columns draw from.
+CREATE FUNCTION lockstep.table_sequences(rel regclass) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(DISTINCT lockstep.qualified(d.refobjid::regclass)), '{}')
+      FROM pg_depend d
+     WHERE d.refclassid = 'pg_class'::regclass
+       AND (SELECT relkind FROM pg_class WHERE oid = d.refobjid) = 'S'
+       AND ((d.classid = 'pg_attrdef'::regclass
+             AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = rel))
+         OR (d.classid = 'pg_class'::regclass AND d.objid = rel AND d.deptype = 'i')
+         OR (d.classid = 'pg_class'::regclass AND d.refobjid IN
+                (SELECT objid FROM pg_depend WHERE refobjid = rel AND deptype IN ('a', 'i')
+                   AND classid = 'pg_class'::regclass)))
+$$;
+
+-- Records what apply needs to know about a table; called on attach and after every DDL.
+CREATE FUNCTION lockstep.describe(rel regclass, mode text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    keys text[];
+BEGIN
+    SELECT array_agg(quote_ident(a.attname) ORDER BY array_position(i.indkey::int2[], a.attnum))
+      INTO keys
+      FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+     WHERE i.indrelid = rel AND i.indisprimary;
+    IF keys IS NULL THEN
+        RAISE EXCEPTION 'lockstep: table % has no primary key; a mirrored table needs one to address its rows', rel
+            USING ERRCODE = '42P16';
+    END IF;
+    INSERT INTO lockstep.attached (table_name, key_columns, data_columns, sequences, capture_mode)
+    SELECT lockstep.qualified(rel), keys,
+           (SELECT array_agg(quote_ident(attname) ORDER BY attnum) FROM pg_attribute
+             WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped AND attgenerated = ''),
+           lockstep.table_sequences(rel), mode
+    ON CONFLICT (table_name) DO UPDATE
+       SET key_columns = excluded.key_columns, data_columns = excluded.data_columns,
+           sequences = excluded.sequences, capture_mode = excluded.capture_mode;
+END $$;
+
+-- Installs the capture triggers on one node. Idempotent.
+CREATE FUNCTION lockstep.attach_local(rel regclass, mode text DEFAULT 'statement') RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    was_internal text := current_setting('lockstep.internal', true);
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = rel) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'lockstep: % is not a table and cannot be mirrored', rel USING ERRCODE = '42809';
+    END IF;
+    IF (SELECT relpersistence FROM pg_class WHERE oid = rel) = 't' THEN
+        RAISE EXCEPTION 'lockstep: % is a temporary table and cannot be mirrored', rel USING ERRCODE = '42809';
+    END IF;
+    PERFORM lockstep.describe(rel, mode);
+    PERFORM set_config('lockstep.internal', 'on', true);
+    EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_i ON %s', rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_u ON %s', rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_d ON %s', rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_t ON %s', rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_row ON %s', rel);
+    IF mode = 'statement' THEN
+        EXECUTE format('CREATE TRIGGER lockstep_capture_i AFTER INSERT ON %s REFERENCING NEW TABLE AS lockstep_new'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_insert()', rel);
+        EXECUTE format('CREATE TRIGGER lockstep_capture_u AFTER UPDATE ON %s REFERENCING OLD TABLE AS lockstep_old'
+                       ' NEW TABLE AS lockstep_new FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_update()', rel);
+        EXECUTE format('CREATE TRIGGER lockstep_capture_d AFTER DELETE ON %s REFERENCING OLD TABLE AS lockstep_old'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_delete()', rel);
+    ELSE
+        EXECUTE format('CREATE TRIGGER lockstep_capture_row AFTER INSERT OR UPDATE OR DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION lockstep.capture_row()', rel);
+    END IF;
+    EXECUTE format('CREATE TRIGGER lockstep_capture_t AFTER TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_truncate()', rel);
+    PERFORM set_config('lockstep.internal', coalesce(was_internal, ''), true);
+END $$;
+
+-- Attaches a table on the principal and records the attach so the mirror does the same in the
+-- same two-phase commit.
+CREATE FUNCTION lockstep.attach(rel regclass, mode text DEFAULT 'statement') RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lockstep.fence();
+    PERFORM lockstep.attach_local(rel, mode);
+    INSERT INTO lockstep.capture (kind, table_name, ddl) VALUES ('A', lockstep.qualified(rel), mode);
+END $$;
+
+-- Drops attachments of tables that no longer exist and refreshes the rest after DDL.
+CREATE FUNCTION lockstep.refresh_attached() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    a lockstep.attached;
+BEGIN
+    FOR a IN SELECT * FROM lockstep.attached LOOP
+        IF to_regclass(a.table_name) IS NULL THEN
+            DELETE FROM lockstep.attached WHERE table_name = a.table_name;
+        ELSE
+            PERFORM lockstep.describe(a.table_name::regclass, a.capture_mode);
+        END IF;
+    END LOOP;
+END $$;
+
+-- DDL capture: the statement text is recorded for replay on the mirror, new tables with a
+-- primary key are attached, and attachments are refreshed.
+CREATE FUNCTION lockstep.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    relevant boolean := false;
+BEGIN
+    IF current_setting('lockstep.internal', true) = 'on' THEN
+        RETURN;
+    END IF;
+    FOR c IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        IF c.schema_name IS NULL OR (c.schema_name NOT LIKE 'pg\_temp%' AND c.schema_name <> 'lockstep') THEN
+            relevant := true;
+        END IF;
+    END LOOP;
+    IF NOT relevant THEN
+        RETURN;
+    END IF;
+    PERFORM lockstep.fence();
+    IF NOT EXISTS (SELECT 1 FROM lockstep.capture
+                    WHERE xid = pg_current_xact_id() AND kind = 'S'
+                      AND stmt_at = statement_timestamp() AND ddl = current_query()) THEN
+        INSERT INTO lockstep.capture (kind, ddl, ddl_path) VALUES ('S', current_query(), current_setting('search_path'));
+    END IF;
+    PERFORM lockstep.refresh_attached();
+    FOR c IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
+              WHERE object_type IN ('table')
+                AND command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+                AND schema_name NOT LIKE 'pg\_temp%' LOOP
+        IF NOT EXISTS (SELECT 1 FROM lockstep.attached WHERE table_name = lockstep.qualified(c.objid::regclass))
+           AND EXISTS (SELECT 1 FROM pg_index WHERE indrelid = c.objid AND indisprimary) THEN
+            PERFORM lockstep.attach_local(c.objid::regclass);
+            INSERT INTO lockstep.capture (kind, table_name, ddl) VALUES ('A', lockstep.qualified(c.objid::regclass), 'statement');
+        END IF;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION lockstep.on_drop() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('lockstep.internal', true) = 'on' THEN
+        RETURN;
+    END IF;
+    DELETE FROM lockstep.attached a
+     WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+                    WHERE d.object_type = 'table'
+                      AND quote_ident(d.schema_name) || '.' || quote_ident(d.object_name) = a.table_name);
+END $$;
+
+CREATE EVENT TRIGGER lockstep_ddl ON ddl_command_end EXECUTE FUNCTION lockstep.on_ddl();
+CREATE EVENT TRIGGER lockstep_drop ON sql_drop EXECUTE FUNCTION lockstep.on_drop();
+
+-- The highest value a sequence has handed out, or NULL if it has handed out none.
+CREATE FUNCTION lockstep.sequence_position(seq text) RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT pg_sequence_last_value(seq::regclass) $$;
+
+-- Called on the principal at commit. Checks the fence, drains the transaction's captured rows
+-- into one journal record and returns that record; NULL when nothing mirrored changed, so the
+-- transaction commits on the principal alone.
+CREATE FUNCTION lockstep.collect(p_gid text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+    entries jsonb;
+    positions jsonb;
+    rec lockstep.journal;
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NULL THEN
+        RETURN NULL;
+    END IF;
+    WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() RETURNING *)
+    SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+               'k', kind, 't', table_name, 'n', new_rows, 'o', old_rows, 'q', ddl, 'p', ddl_path)) ORDER BY ord)
+      INTO entries FROM drained;
+    IF entries IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM lockstep.fence();
+    SELECT * INTO s FROM lockstep.node_state;
+    SELECT jsonb_object_agg(q.seq, q.pos) INTO positions
+      FROM (SELECT seq, lockstep.sequence_position(seq) AS pos
+              FROM (SELECT DISTINCT unnest(a.sequences) AS seq FROM lockstep.attached a
+                     WHERE a.table_name IN (SELECT e->>'t' FROM jsonb_array_elements(entries) e)) u) q
+     WHERE q.pos IS NOT NULL;
+    INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
+    VALUES (s.epoch, nextval('lockstep.journal_seq'), p_gid, s.node_name, clock_timestamp(),
+            jsonb_build_object('e', entries, 's', coalesce(positions, '{}')))
+    RETURNING * INTO rec;
+    RETURN to_jsonb(rec);
+END $$;
+
+-- Key and column lists of an attached table, spelled for apply's statements.
+CREATE FUNCTION lockstep.key_match(a lockstep.attached, l text, r text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '(' || string_agg(l || '.' || k, ',') || ') = (' || string_agg(r || '.' || k, ',') || ')'
+      FROM unnest(a.key_columns) k
+$$;
+
+CREATE FUNCTION lockstep.diverged(what text, tbl text, expected bigint, actual bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'lockstep: mirror node % diverged from the principal: % on % expected % rows, found %',
+        (SELECT node_name FROM lockstep.node_state), what, tbl, expected, actual
+        USING ERRCODE = 'XX001';
+END $$;
+
+CREATE FUNCTION lockstep.apply_entry(e jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    a lockstep.attached;
+    cols text;
+    keys text;
+    n_new bigint := coalesce(jsonb_array_length(e->'n'), 0);
+    n_old bigint := coalesce(jsonb_array_length(e->'o'), 0);
+    updated bigint;
+    deleted bigint;
+    inserted bigint;
+    path text;
+BEGIN
+    IF e->>'k' = 'S' THEN
+        path := current_setting('search_path');
+        PERFORM set_config('search_path', e->>'p', true);
+        EXECUTE e->>'q';
+        PERFORM set_config('search_path', path, true);
+        PERFORM lockstep.refresh_attached();
+        RETURN;
+    ELSIF e->>'k' = 'A' THEN
+        PERFORM lockstep.attach_local((e->>'t')::regclass, e->>'q');
+        RETURN;
+    END IF;
+    SELECT * INTO a FROM lockstep.attached WHERE table_name = e->>'t';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'lockstep: table % is not attached on mirror node %', e->>'t',
+            (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
+    END IF;
+    cols := array_to_string(a.data_columns, ',');
+    keys := array_to_string(a.key_columns, ',');
+    CASE e->>'k'
+    WHEN 'I' THEN
+        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1)',
+                       a.table_name, cols, cols, a.table_name) USING e->'n';
+    WHEN 'U' THEN
+        EXECUTE format('UPDATE %s t SET (%s) = ROW(%s) FROM jsonb_populate_recordset(NULL::%s, $1) n WHERE %s',
+                       a.table_name, cols, 'n.' || array_to_string(a.data_columns, ',n.'), a.table_name,
+                       lockstep.key_match(a, 't', 'n')) USING e->'n';
+        GET DIAGNOSTICS updated = ROW_COUNT;
+        IF updated <> n_new THEN
+            -- Some primary keys changed: remove the rows whose key is gone, add the new keys.
+            EXECUTE format('DELETE FROM %1$s t USING (SELECT %2$s FROM jsonb_populate_recordset(NULL::%1$s, $1)'
+                           ' EXCEPT SELECT %2$s FROM jsonb_populate_recordset(NULL::%1$s, $2)) g WHERE %3$s',
+                           a.table_name, keys, lockstep.key_match(a, 't', 'g')) USING e->'o', e->'n';
+            GET DIAGNOSTICS deleted = ROW_COUNT;
+            EXECUTE format('INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE SELECT %2$s FROM jsonb_populate_recordset(NULL::%1$s, $1) n'
+                           ' WHERE NOT EXISTS (SELECT 1 FROM %1$s t WHERE %3$s)',
+                           a.table_name, cols, lockstep.key_match(a, 't', 'n')) USING e->'n';
+            GET DIAGNOSTICS inserted = ROW_COUNT;
+            IF updated + deleted <> n_old OR inserted <> n_new - updated THEN
+                PERFORM lockstep.diverged('update', a.table_name, n_old, updated + deleted);
+            END IF;
+        END IF;
+    WHEN 'D' THEN
+        EXECUTE format('DELETE FROM %s t USING jsonb_populate_recordset(NULL::%s, $1) o WHERE %s',
+                       a.table_name, a.table_name, lockstep.key_match(a, 't', 'o')) USING e->'o';
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        IF deleted <> n_old THEN
+            PERFORM lockstep.diverged('delete', a.table_name, n_old, deleted);
+        END IF;
+    WHEN 'T' THEN
+        EXECUTE format('TRUNCATE %s CASCADE', a.table_name);
+    ELSE
+        RAISE EXCEPTION 'lockstep: unknown change kind % in a journal record', e->>'k' USING ERRCODE = 'XX000';
+    END CASE;
+END $$;
+
+-- Moves a sequence forward to at least the position the principal reported. The session lock
+-- serialises concurrent applies so that a slower one never moves it back.
+CREATE FUNCTION lockstep.advance_sequence(seq text, pos bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    k bigint := hashtextextended('lockstep.sequence:' || seq, 0);
+BEGIN
+    PERFORM pg_advisory_lock(k);
+    IF coalesce(lockstep.sequence_position(seq), -9223372036854775808) < pos THEN
+        PERFORM setval(seq::regclass, pos, true);
+    END IF;
+    PERFORM pg_advisory_unlock(k);
+END $$;
+
+-- Called on the mirror, inside the mirror transaction that is then prepared: checks the fence,
+-- applies a journal record produced by collect() and stores the same record.
+CREATE FUNCTION lockstep.apply(rec jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+    e jsonb;
+    q record;
+BEGIN
+    SELECT * INTO s FROM lockstep.node_state;
+    IF s.role <> 'mirror' OR s.epoch <> (rec->>'epoch')::bigint THEN
+        RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the journal record % is of epoch %',
+            s.node_name, s.role, s.epoch, rec->>'gid', rec->>'epoch' USING ERRCODE = '25006';
+    END IF;
+    IF current_setting('session_replication_role') <> 'replica' THEN
+        RAISE EXCEPTION 'lockstep: apply on node % needs session_replication_role = replica', s.node_name
+            USING ERRCODE = '55000';
+    END IF;
+    FOR e IN SELECT * FROM jsonb_array_elements(rec->'changes'->'e') LOOP
+        PERFORM lockstep.apply_entry(e);
+    END LOOP;
+    FOR q IN SELECT key, value FROM jsonb_each_text(rec->'changes'->'s') LOOP
+        PERFORM lockstep.advance_sequence(q.key, q.value::bigint);
+    END LOOP;
+    INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
+    VALUES ((rec->>'epoch')::bigint, (rec->>'seq')::bigint, rec->>'gid', rec->>'origin',
+            (rec->>'committed_at')::timestamptz, rec->'changes');
+END $$;
+
+-- Per-table checksum for verification: row count and an order-independent sum of row hashes.
+CREATE FUNCTION lockstep.checksum(tbl text, OUT row_count bigint, OUT digest numeric)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    EXECUTE format('SELECT count(*), coalesce(sum((''x'' || left(md5(t::text), 15))::bit(60)::bigint), 0) FROM %s t', tbl)
+       INTO row_count, digest;
+END $$;
+
+-- Whether a committed Lockstep transaction is present here; used by in-doubt resolution.
+CREATE FUNCTION lockstep.committed(p_gid text) RETURNS boolean
+LANGUAGE sql STABLE AS $$ SELECT EXISTS (SELECT 1 FROM lockstep.journal WHERE gid = p_gid) $$;
+
+CREATE TABLE lockstep.schema_version (
+    version      int PRIMARY KEY,
+    installed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+INSERT INTO lockstep.schema_version (version) VALUES (1);
+
+-- Safety net: a transaction whose captured rows were never collected must not commit, or the
+-- principal would hold changes the mirror never saw. collect() deletes the rows, so this only
+-- fires for a commit that bypassed the protocol (for example through an unwrapped connection).
+CREATE FUNCTION lockstep.refuse_uncollected() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM lockstep.capture WHERE xid = NEW.xid AND ord = NEW.ord) THEN
+        RAISE EXCEPTION 'lockstep: transaction changed mirrored table % on node % but committed outside the Lockstep commit protocol; it was rolled back so the nodes stay identical',
+            coalesce(NEW.table_name, '(ddl)'), (SELECT node_name FROM lockstep.node_state)
+            USING ERRCODE = '25006';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER lockstep_refuse_uncollected AFTER INSERT ON lockstep.capture
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lockstep.refuse_uncollected();

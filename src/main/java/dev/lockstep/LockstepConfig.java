@@ -1,0 +1,251 @@
+package dev.lockstep;
+
+import dev.lockstep.commit.CommitObserver;
+import dev.lockstep.core.Gid;
+
+import java.time.Clock;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.Properties;
+import java.util.UUID;
+
+/**
+ * Immutable, validated configuration of one coordinator of a partnership. Build it with
+ * {@link #builder()} or read it from properties with {@link #fromProperties(Properties)}. Every
+ * invalid value is rejected with a message that names the setting, the rule and the value.
+ */
+public final class LockstepConfig {
+
+    private final String partnership;
+    private final NodeConfig principal;
+    private final NodeConfig mirror;
+    private final String coordinatorId;
+    private final int poolSize;
+    private final Duration remoteCallTimeout;
+    private final Duration connectTimeout;
+    private final Duration inDoubtGrace;
+    private final Duration resolverInterval;
+    private final boolean installSchema;
+    private final Clock clock;
+    private final CommitObserver commitObserver;
+
+    private LockstepConfig(Builder b) {
+        this.partnership = b.partnership;
+        this.principal = b.principal;
+        this.mirror = b.mirror;
+        this.coordinatorId = b.coordinatorId;
+        this.poolSize = b.poolSize;
+        this.remoteCallTimeout = b.remoteCallTimeout;
+        this.connectTimeout = b.connectTimeout;
+        this.inDoubtGrace = b.inDoubtGrace;
+        this.resolverInterval = b.resolverInterval;
+        this.installSchema = b.installSchema;
+        this.clock = b.clock;
+        this.commitObserver = b.commitObserver;
+    }
+
+    /** A new builder with the defaults. */
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Partnership name. */
+    public String partnership() { return partnership; }
+    /** The node that starts as principal. */
+    public NodeConfig principal() { return principal; }
+    /** The node that starts as mirror. */
+    public NodeConfig mirror() { return mirror; }
+    /** This coordinator's id, part of every global transaction id it prepares. */
+    public String coordinatorId() { return coordinatorId; }
+    /** Connections per node for application transactions. */
+    public int poolSize() { return poolSize; }
+    /** Deadline of every call Lockstep makes to a node. */
+    public Duration remoteCallTimeout() { return remoteCallTimeout; }
+    /** Deadline for opening a connection to a node. */
+    public Duration connectTimeout() { return connectTimeout; }
+    /** How old another coordinator's prepared transaction must be before in-doubt resolution settles it. */
+    public Duration inDoubtGrace() { return inDoubtGrace; }
+    /** How often in-doubt resolution runs. */
+    public Duration resolverInterval() { return resolverInterval; }
+    /** Whether the node schema is installed (idempotently) at start. */
+    public boolean installSchema() { return installSchema; }
+    /** The clock used for timing decisions. */
+    public Clock clock() { return clock; }
+    /** Observer of commit steps. */
+    public CommitObserver commitObserver() { return commitObserver; }
+
+    /** A builder that starts from this configuration. */
+    public Builder toBuilder() {
+        Builder b = new Builder();
+        b.partnership = partnership;
+        b.principal = principal;
+        b.mirror = mirror;
+        b.coordinatorId = coordinatorId;
+        b.poolSize = poolSize;
+        b.remoteCallTimeout = remoteCallTimeout;
+        b.connectTimeout = connectTimeout;
+        b.inDoubtGrace = inDoubtGrace;
+        b.resolverInterval = resolverInterval;
+        b.installSchema = installSchema;
+        b.clock = clock;
+        b.commitObserver = commitObserver;
+        return b;
+    }
+
+    /**
+     * Reads a configuration from properties: {@code partnership}, {@code principal.name},
+     * {@code principal.url}, {@code principal.user}, {@code principal.password}, the same four for
+     * {@code mirror}, and optionally {@code poolSize}, {@code remoteCallTimeout},
+     * {@code connectTimeout}, {@code inDoubtGrace}, {@code resolverInterval} (ISO-8601 durations
+     * such as {@code PT10S}), {@code installSchema} and {@code coordinatorId}.
+     *
+     * @param p the properties
+     * @return the validated configuration
+     * @throws IllegalArgumentException naming the property that is missing or invalid
+     */
+    public static LockstepConfig fromProperties(Properties p) {
+        Builder b = builder()
+                .partnership(required(p, "partnership"))
+                .principal(node(p, "principal"))
+                .mirror(node(p, "mirror"));
+        if (p.getProperty("poolSize") != null) {
+            b.poolSize(parseInt(p, "poolSize"));
+        }
+        durationProperty(p, "remoteCallTimeout", b::remoteCallTimeout);
+        durationProperty(p, "connectTimeout", b::connectTimeout);
+        durationProperty(p, "inDoubtGrace", b::inDoubtGrace);
+        durationProperty(p, "resolverInterval", b::resolverInterval);
+        if (p.getProperty("installSchema") != null) {
+            b.installSchema(Boolean.parseBoolean(p.getProperty("installSchema")));
+        }
+        if (p.getProperty("coordinatorId") != null) {
+            b.coordinatorId(p.getProperty("coordinatorId"));
+        }
+        return b.build();
+    }
+
+    private static NodeConfig node(Properties p, String prefix) {
+        try {
+            return NodeConfig.of(required(p, prefix + ".name"), required(p, prefix + ".url"),
+                    required(p, prefix + ".user"), p.getProperty(prefix + ".password", ""));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(prefix + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static String required(Properties p, String key) {
+        String v = p.getProperty(key);
+        if (v == null || v.isBlank()) {
+            throw new IllegalArgumentException("setting '" + key + "' is required but missing");
+        }
+        return v.trim();
+    }
+
+    private static int parseInt(Properties p, String key) {
+        try {
+            return Integer.parseInt(p.getProperty(key).trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("setting '" + key + "' must be a whole number, got '" + p.getProperty(key) + "'");
+        }
+    }
+
+    private static void durationProperty(Properties p, String key, java.util.function.Consumer<Duration> setter) {
+        String v = p.getProperty(key);
+        if (v == null) {
+            return;
+        }
+        try {
+            setter.accept(Duration.parse(v.trim()));
+        } catch (java.time.format.DateTimeParseException e) {
+            throw new IllegalArgumentException("setting '" + key + "' must be an ISO-8601 duration such as PT10S, got '" + v + "'");
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "LockstepConfig[partnership=" + partnership + ", principal=" + principal + ", mirror=" + mirror
+                + ", coordinator=" + coordinatorId + ", poolSize=" + poolSize + ", remoteCallTimeout=" + remoteCallTimeout + "]";
+    }
+
+    /** Builder of {@link LockstepConfig}; {@link #build()} validates. */
+    public static final class Builder {
+        private String partnership;
+        private NodeConfig principal;
+        private NodeConfig mirror;
+        private String coordinatorId = UUID.randomUUID().toString().substring(0, 8);
+        private int poolSize = 10;
+        private Duration remoteCallTimeout = Duration.ofSeconds(10);
+        private Duration connectTimeout = Duration.ofSeconds(5);
+        private Duration inDoubtGrace = Duration.ofSeconds(30);
+        private Duration resolverInterval = Duration.ofSeconds(5);
+        private boolean installSchema = true;
+        private Clock clock = Clock.systemUTC();
+        private CommitObserver commitObserver = CommitObserver.NONE;
+
+        private Builder() {
+        }
+
+        public Builder partnership(String v) { this.partnership = v; return this; }
+        public Builder principal(NodeConfig v) { this.principal = v; return this; }
+        public Builder mirror(NodeConfig v) { this.mirror = v; return this; }
+        public Builder coordinatorId(String v) { this.coordinatorId = v; return this; }
+        public Builder poolSize(int v) { this.poolSize = v; return this; }
+        public Builder remoteCallTimeout(Duration v) { this.remoteCallTimeout = v; return this; }
+        public Builder connectTimeout(Duration v) { this.connectTimeout = v; return this; }
+        public Builder inDoubtGrace(Duration v) { this.inDoubtGrace = v; return this; }
+        public Builder resolverInterval(Duration v) { this.resolverInterval = v; return this; }
+        public Builder installSchema(boolean v) { this.installSchema = v; return this; }
+        public Builder clock(Clock v) { this.clock = v; return this; }
+        public Builder commitObserver(CommitObserver v) { this.commitObserver = v; return this; }
+
+        /**
+         * Validates and builds.
+         *
+         * @return the configuration
+         * @throws IllegalArgumentException naming the setting, the rule and the value received
+         */
+        public LockstepConfig build() {
+            if (!Gid.isValidName(partnership)) {
+                throw invalid("partnership", "1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit", partnership);
+            }
+            if (principal == null) {
+                throw invalid("principal", "is required", null);
+            }
+            if (mirror == null) {
+                throw invalid("mirror", "is required", null);
+            }
+            if (principal.name().equals(mirror.name())) {
+                throw invalid("mirror.name", "must differ from principal.name", mirror.name());
+            }
+            if (principal.jdbcUrl().equals(mirror.jdbcUrl())) {
+                throw invalid("mirror.url", "must name a different database than principal.url (the same node named twice)", mirror.jdbcUrl());
+            }
+            if (!Gid.isValidName(coordinatorId)) {
+                throw invalid("coordinatorId", "1-63 characters of a-z, 0-9, _ and -", coordinatorId);
+            }
+            if (poolSize < 1 || poolSize > 1000) {
+                throw invalid("poolSize", "must be between 1 and 1000", poolSize);
+            }
+            requireBetween("remoteCallTimeout", remoteCallTimeout, Duration.ofMillis(100), Duration.ofHours(1));
+            requireBetween("connectTimeout", connectTimeout, Duration.ofMillis(100), Duration.ofMinutes(10));
+            requireBetween("resolverInterval", resolverInterval, Duration.ofMillis(100), Duration.ofHours(1));
+            Duration minGrace = remoteCallTimeout.multipliedBy(2);
+            if (inDoubtGrace == null || inDoubtGrace.compareTo(minGrace) < 0) {
+                throw invalid("inDoubtGrace", "must be at least twice remoteCallTimeout (" + minGrace + ") so that no live commit is settled under it", inDoubtGrace);
+            }
+            Objects.requireNonNull(clock, "clock");
+            Objects.requireNonNull(commitObserver, "commitObserver");
+            return new LockstepConfig(this);
+        }
+
+        private static void requireBetween(String setting, Duration value, Duration min, Duration max) {
+            if (value == null || value.compareTo(min) < 0 || value.compareTo(max) > 0) {
+                throw invalid(setting, "must be between " + min + " and " + max, value);
+            }
+        }
+
+        private static IllegalArgumentException invalid(String setting, String rule, Object value) {
+            return new IllegalArgumentException("invalid setting '" + setting + "': " + rule + "; got " + value);
+        }
+    }
+}

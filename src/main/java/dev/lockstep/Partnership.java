@@ -1,0 +1,133 @@
+package dev.lockstep;
+
+import dev.lockstep.commit.InDoubtResolver;
+
+import javax.sql.DataSource;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Operations on the partnership a {@link LockstepDataSource} mirrors: attaching tables,
+ * verifying that both nodes are identical and settling in-doubt transactions.
+ */
+public final class Partnership {
+
+    private final LockstepDataSource dataSource;
+    private final Coordinator coordinator;
+
+    Partnership(LockstepDataSource dataSource, Coordinator coordinator) {
+        this.dataSource = dataSource;
+        this.coordinator = coordinator;
+    }
+
+    /** The partnership's name. */
+    public String name() {
+        return coordinator.config().partnership();
+    }
+
+    /** The epoch this coordinator commits in. */
+    public long epoch() {
+        return coordinator.epoch();
+    }
+
+    /**
+     * Attaches an existing table to mirroring with statement-level capture. The table must have a
+     * primary key and identical contents on both nodes.
+     *
+     * @param table table name, optionally schema-qualified
+     * @throws SQLException 42P16 when the table has no primary key (nothing is installed), or the
+     *                      error of either node
+     */
+    public void attach(String table) throws SQLException {
+        attach(table, CaptureMode.STATEMENT);
+    }
+
+    /**
+     * Attaches an existing table to mirroring with the given capture mode, on both nodes in one
+     * two-phase commit.
+     *
+     * @param table table name, optionally schema-qualified
+     * @param mode  capture mode
+     * @throws SQLException as {@link #attach(String)}
+     */
+    public void attach(String table, CaptureMode mode) throws SQLException {
+        try (Connection c = dataSource.getConnection();
+             PreparedStatement ps = c.prepareStatement("SELECT lockstep.attach(?::regclass, ?)")) {
+            ps.setString(1, table);
+            ps.setString(2, mode.sqlName());
+            ps.execute();
+        }
+    }
+
+    /** The mirrored tables, as the principal lists them. */
+    public List<String> attachedTables() throws SQLException {
+        List<String> tables = new ArrayList<>();
+        for (Map<String, Object> row : query(coordinator.principalPool(), "SELECT table_name FROM lockstep.attached ORDER BY 1")) {
+            tables.add((String) row.get("table_name"));
+        }
+        return tables;
+    }
+
+    /**
+     * Compares every attached table (row count and an order-independent digest of its rows) and
+     * every sequence they draw from on both nodes. Meaningful at a quiescent point.
+     *
+     * @return the comparison
+     */
+    public VerifyReport verify() throws SQLException {
+        List<VerifyReport.TableChecksum> tables = new ArrayList<>();
+        for (String table : attachedTables()) {
+            String sql = "SELECT row_count, digest::text FROM lockstep.checksum('" + table.replace("'", "''") + "')";
+            Map<String, Object> p = query(coordinator.principalPool(), sql).get(0);
+            Map<String, Object> m = query(coordinator.mirrorPool(), sql).get(0);
+            tables.add(new VerifyReport.TableChecksum(table, (Long) p.get("row_count"), (String) p.get("digest"),
+                    (Long) m.get("row_count"), (String) m.get("digest")));
+        }
+        String seqSql = "SELECT s, lockstep.sequence_position(s) AS pos FROM"
+                + " (SELECT DISTINCT unnest(sequences) AS s FROM lockstep.attached) x ORDER BY 1";
+        Map<String, Long> mirrorPositions = new LinkedHashMap<>();
+        for (Map<String, Object> row : query(coordinator.mirrorPool(), seqSql)) {
+            mirrorPositions.put((String) row.get("s"), (Long) row.get("pos"));
+        }
+        List<VerifyReport.SequencePosition> sequences = new ArrayList<>();
+        for (Map<String, Object> row : query(coordinator.principalPool(), seqSql)) {
+            String s = (String) row.get("s");
+            sequences.add(new VerifyReport.SequencePosition(s, (Long) row.get("pos"), mirrorPositions.get(s)));
+        }
+        return new VerifyReport(tables, sequences);
+    }
+
+    /**
+     * Runs one pass of in-doubt resolution now (it also runs at start-up and periodically).
+     *
+     * @return what it settled and what it left waiting
+     */
+    public InDoubtResolver.Result resolveInDoubt() {
+        return coordinator.resolver().resolve();
+    }
+
+    private static List<Map<String, Object>> query(DataSource pool, String sql) throws SQLException {
+        List<Map<String, Object>> rows = new ArrayList<>();
+        try (Connection c = pool.getConnection(); PreparedStatement ps = c.prepareStatement(sql)) {
+            try (ResultSet rs = ps.executeQuery()) {
+                int n = rs.getMetaData().getColumnCount();
+                while (rs.next()) {
+                    Map<String, Object> row = new LinkedHashMap<>();
+                    for (int i = 1; i <= n; i++) {
+                        row.put(rs.getMetaData().getColumnLabel(i), rs.getObject(i));
+                    }
+                    rows.add(row);
+                }
+            } finally {
+                c.rollback();
+            }
+        }
+        return rows;
+    }
+}

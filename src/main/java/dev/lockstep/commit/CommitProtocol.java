@@ -1,0 +1,244 @@
+package dev.lockstep.commit;
+
+import dev.lockstep.core.CommitStep;
+import dev.lockstep.core.Gid;
+import dev.lockstep.jdbc.SqlStates;
+import dev.lockstep.jdbc.TransactionCommitter;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import javax.sql.DataSource;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.Set;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongSupplier;
+
+/**
+ * The mirrored commit: drain the change set into a journal record and prepare on the principal,
+ * apply the record and prepare on the mirror, commit the principal, then commit the mirror in
+ * the background. A commit is acknowledged once both nodes hold it prepared (durable) and the
+ * principal has committed it; anything left prepared by a failure is settled by
+ * {@link InDoubtResolver}.
+ */
+public final class CommitProtocol implements TransactionCommitter {
+
+    private static final Logger LOG = LoggerFactory.getLogger(CommitProtocol.class);
+
+    /**
+     * What the protocol needs to know about its partnership.
+     *
+     * @param partnership   partnership name
+     * @param coordinatorId this coordinator's id
+     * @param principalNode name of the principal
+     * @param mirrorNode    name of the mirror
+     * @param callTimeout   deadline of each call to a node
+     */
+    public record Settings(String partnership, String coordinatorId, String principalNode, String mirrorNode,
+                           Duration callTimeout) {
+    }
+
+    private final Settings settings;
+    private final LongSupplier epoch;
+    private final DataSource mirrorPool;
+    private final Executor mirrorCommits;
+    private final CommitObserver observer;
+    private final Set<String> inFlight;
+    private final AtomicLong counter = new AtomicLong();
+
+    /**
+     * @param settings      the partnership
+     * @param epoch         the epoch this coordinator acts in
+     * @param mirrorPool    connections to the mirror with session_replication_role = replica, autocommit off
+     * @param mirrorCommits runs the mirror's COMMIT PREPARED in the background
+     * @param observer      told of each step
+     * @param inFlight      gids this coordinator is working on; in-doubt resolution leaves them alone
+     */
+    public CommitProtocol(Settings settings, LongSupplier epoch, DataSource mirrorPool, Executor mirrorCommits,
+                          CommitObserver observer, Set<String> inFlight) {
+        this.settings = settings;
+        this.epoch = epoch;
+        this.mirrorPool = mirrorPool;
+        this.mirrorCommits = mirrorCommits;
+        this.observer = observer;
+        this.inFlight = inFlight;
+    }
+
+    @Override
+    public void commit(Connection principal, boolean likelyWrites) throws SQLException {
+        String gid = new Gid(settings.partnership(), epoch.getAsLong(), settings.coordinatorId(), counter.incrementAndGet()).toString();
+        inFlight.add(gid);
+        boolean handedOff = false;
+        try {
+            String record = likelyWrites ? collectAndPrepare(principal, gid) : collectThenPrepare(principal, gid);
+            if (record == null) {
+                return;
+            }
+            observer.stepDone(CommitStep.PRINCIPAL_PREPARED, gid);
+            Connection mirror = prepareOnMirror(principal, gid, record);
+            SQLException principalFailure = null;
+            try {
+                observer.stepDone(CommitStep.MIRROR_PREPARED, gid);
+                principalFailure = commitOnPrincipal(principal, gid);
+                if (principalFailure == null) {
+                    observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
+                }
+            } catch (CommitObserver.SimulatedCrash crash) {
+                closeQuietly(mirror, null);
+                throw crash;
+            }
+            handedOff = true;
+            commitOnMirrorLater(mirror, gid);
+            if (principalFailure != null) {
+                throw principalFailure;
+            }
+        } finally {
+            if (!handedOff) {
+                inFlight.remove(gid);
+            }
+        }
+    }
+
+    /** One round trip: drain and prepare together, for transactions that look like writers. */
+    private String collectAndPrepare(Connection principal, String gid) throws SQLException {
+        String record;
+        try (Statement st = principal.createStatement()) {
+            st.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+            st.execute("SELECT lockstep.collect(" + Nodes.quoted(gid) + "); PREPARE TRANSACTION " + Nodes.quoted(gid));
+            try (ResultSet rs = st.getResultSet()) {
+                rs.next();
+                record = rs.getString(1);
+            }
+        } catch (SQLException e) {
+            throw principalRefused(principal, gid, e);
+        }
+        if (record == null) {
+            // Nothing mirrored changed: the empty prepared transaction commits on the principal alone.
+            Nodes.runOutsideTransaction(principal, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
+        }
+        return record;
+    }
+
+    /** Drain first; a transaction that changed nothing mirrored then commits plainly. */
+    private String collectThenPrepare(Connection principal, String gid) throws SQLException {
+        String record;
+        try (PreparedStatement ps = principal.prepareStatement("SELECT lockstep.collect(?)")) {
+            ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+            ps.setString(1, gid);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                record = rs.getString(1);
+            }
+            if (record == null) {
+                principal.commit();
+                return null;
+            }
+            try (Statement st = principal.createStatement()) {
+                st.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+                st.execute("PREPARE TRANSACTION " + Nodes.quoted(gid));
+            }
+        } catch (SQLException e) {
+            throw principalRefused(principal, gid, e);
+        }
+        return record;
+    }
+
+    private SQLException principalRefused(Connection principal, String gid, SQLException cause) {
+        rollbackQuietly(principal, cause);
+        return SqlStates.error(cause.getSQLState(), "lockstep: transaction " + gid + " was rolled back on principal node "
+                + settings.principalNode() + " at epoch " + epoch.getAsLong() + ": " + cause.getMessage(), cause);
+    }
+
+    private Connection prepareOnMirror(Connection principal, String gid, String record) throws SQLException {
+        Connection mirror = null;
+        try {
+            mirror = mirrorPool.getConnection();
+            try (PreparedStatement ps = mirror.prepareStatement(
+                    "SELECT lockstep.apply(?::jsonb); PREPARE TRANSACTION " + Nodes.quoted(gid))) {
+                ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+                ps.setString(1, record);
+                ps.execute();
+            }
+            return mirror;
+        } catch (SQLException e) {
+            if (mirror != null) {
+                rollbackQuietly(mirror, e);
+                closeQuietly(mirror, e);
+            }
+            rollbackPreparedOnPrincipal(principal, gid, e);
+            String state = e.getSQLState() != null ? e.getSQLState() : SqlStates.CONNECTION_FAILURE;
+            throw SqlStates.error(state, "lockstep: transaction " + gid + " was rolled back: mirror node "
+                    + settings.mirrorNode() + " failed to apply or prepare it at epoch " + epoch.getAsLong() + ": "
+                    + e.getMessage(), e);
+        }
+    }
+
+    private void rollbackPreparedOnPrincipal(Connection principal, String gid, SQLException cause) {
+        try {
+            Nodes.runOutsideTransaction(principal, "ROLLBACK PREPARED " + Nodes.quoted(gid), settings.callTimeout());
+        } catch (SQLException e) {
+            // Left prepared on the principal alone: in-doubt resolution rolls it back.
+            cause.addSuppressed(e);
+        }
+    }
+
+    /** Null on success; the failure to report otherwise. Both nodes hold it prepared either way. */
+    private SQLException commitOnPrincipal(Connection principal, String gid) {
+        try {
+            Nodes.runOutsideTransaction(principal, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
+            return null;
+        } catch (SQLException e) {
+            return SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid
+                    + " is prepared on both nodes but COMMIT PREPARED on principal node " + settings.principalNode()
+                    + " failed; in-doubt resolution will commit it: " + e.getMessage(), e);
+        }
+    }
+
+    private void commitOnMirrorLater(Connection mirror, String gid) {
+        Runnable task = () -> commitOnMirror(mirror, gid);
+        try {
+            mirrorCommits.execute(task);
+        } catch (RejectedExecutionException shuttingDown) {
+            task.run();
+        }
+    }
+
+    private void commitOnMirror(Connection mirror, String gid) {
+        try {
+            Nodes.runOutsideTransaction(mirror, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
+            observer.stepDone(CommitStep.MIRROR_COMMITTED, gid);
+        } catch (SQLException e) {
+            LOG.warn("lockstep: COMMIT PREPARED of {} on mirror node {} failed; in-doubt resolution will commit it: {}",
+                    gid, settings.mirrorNode(), e.getMessage());
+        } catch (CommitObserver.SimulatedCrash crash) {
+            LOG.info("lockstep: simulated coordinator crash after {} committed on both nodes", gid);
+        } finally {
+            inFlight.remove(gid);
+            closeQuietly(mirror, null);
+        }
+    }
+
+    private static void rollbackQuietly(Connection c, SQLException cause) {
+        try {
+            c.rollback();
+        } catch (SQLException e) {
+            cause.addSuppressed(e);
+        }
+    }
+
+    private static void closeQuietly(Connection c, SQLException cause) {
+        try {
+            c.close();
+        } catch (SQLException e) {
+            if (cause != null) {
+                cause.addSuppressed(e);
+            }
+        }
+    }
+}

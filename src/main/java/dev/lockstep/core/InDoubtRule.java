@@ -1,0 +1,55 @@
+package dev.lockstep.core;
+
+/**
+ * Settles a Lockstep transaction that is prepared on one node. A transaction is committed on a
+ * node only after it was prepared on both, so "committed on the other node" and "prepared on the
+ * other node" both mean it must commit; "absent from the other node" means it never got past the
+ * first prepare and must roll back.
+ */
+public final class InDoubtRule {
+
+    private InDoubtRule() {
+    }
+
+    /** What the other node knows of the transaction. */
+    public enum Peer {
+        /** Prepared there too. */
+        PREPARED,
+        /** Committed there: its journal record is visible. */
+        COMMITTED,
+        /** Neither prepared nor committed there. */
+        ABSENT,
+        /** The other node could not be asked. */
+        UNREACHABLE
+    }
+
+    /** What to do with the local prepared transaction. */
+    public enum Outcome {
+        COMMIT, ROLLBACK,
+        /** Leave it for now: its owner may still be working on it, or the peer cannot be asked. */
+        WAIT
+    }
+
+    /**
+     * Decides the fate of one prepared transaction.
+     *
+     * @param peer           what the other node says about it
+     * @param ownerActive    whether a live commit of this coordinator is still working on it
+     * @param ageMillis      how long ago it was prepared, by the preparing node's clock
+     * @param graceMillis    how old a transaction of another (or a crashed) owner must be before
+     *                       it is settled; longer than any commit can take
+     * @return the outcome
+     */
+    public static Outcome decide(Peer peer, boolean ownerActive, long ageMillis, long graceMillis) {
+        if (ownerActive) {
+            return Outcome.WAIT;
+        }
+        if (peer == Peer.COMMITTED) {
+            return Outcome.COMMIT;
+        }
+        if (ageMillis < graceMillis || peer == Peer.UNREACHABLE) {
+            return Outcome.WAIT;
+        }
+        return peer == Peer.PREPARED ? Outcome.COMMIT : Outcome.ROLLBACK;
+    }
+}

@@ -1,0 +1,40 @@
+package dev.lockstep.jdbc;
+
+import java.sql.SQLException;
+
+/** The SQLSTATEs Lockstep raises, and how it classifies the ones it receives. */
+public final class SqlStates {
+
+    /** A node could not be reached (connection_exception: unable to establish). */
+    public static final String CONNECTION_FAILED = "08001";
+    /** An established link to a node broke. */
+    public static final String CONNECTION_FAILURE = "08006";
+    /** The outcome of the transaction is unknown to the client (transaction_resolution_unknown). */
+    public static final String OUTCOME_UNKNOWN = "40003";
+    /** Serialization failure: retry the transaction. */
+    public static final String SERIALIZATION_FAILURE = "40001";
+    /** The node may not accept this write: it is a mirror or its epoch moved (read_only_sql_transaction). */
+    public static final String FENCED = "25006";
+    /** A node is not in the state Lockstep needs (object_not_in_prerequisite_state). */
+    public static final String NOT_READY = "55000";
+    /** Insufficient privilege. */
+    public static final String PRIVILEGE = "42501";
+    /** A feature Lockstep cannot mirror was used. */
+    public static final String NOT_SUPPORTED = "0A000";
+    /** No transaction is active (commit or rollback in autocommit mode). */
+    public static final String NO_TRANSACTION = "25P01";
+
+    private SqlStates() {
+    }
+
+    /** A new exception with a state and a message; the cause is kept. */
+    public static SQLException error(String sqlState, String message, Throwable cause) {
+        return new SQLException(message, sqlState, cause);
+    }
+
+    /** Whether the failure says the link to the node is gone (class 08 or a socket problem). */
+    public static boolean isConnectionLoss(SQLException e) {
+        String state = e.getSQLState();
+        return state != null && state.startsWith("08");
+    }
+}
