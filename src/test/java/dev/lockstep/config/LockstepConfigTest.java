@@ -1,0 +1,86 @@
+package dev.lockstep.config;
+
+import dev.lockstep.LockstepConfig;
+import dev.lockstep.NodeConfig;
+import org.junit.jupiter.api.Test;
+
+import java.time.Duration;
+import java.util.Properties;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class LockstepConfigTest {
+
+    private static final NodeConfig A = NodeConfig.of("a", "jdbc:postgresql://127.0.0.1:5432/x", "u", "secret-a");
+    private static final NodeConfig B = NodeConfig.of("b", "jdbc:postgresql://127.0.0.1:5433/x", "u", "secret-b");
+
+    private static LockstepConfig.Builder valid() {
+        return LockstepConfig.builder().partnership("orders").principal(A).mirror(B);
+    }
+
+    @Test
+    void defaultsAreThoseDocumented() {
+        LockstepConfig c = valid().build();
+        assertThat(c.poolSize()).isEqualTo(10);
+        assertThat(c.remoteCallTimeout()).isEqualTo(Duration.ofSeconds(10));
+        assertThat(c.inDoubtGrace()).isEqualTo(Duration.ofSeconds(30));
+        assertThat(c.coordinatorId()).matches("[a-z0-9_-]{1,63}");
+    }
+
+    @Test
+    void eachInvalidSettingIsNamedWithRuleAndValue() {
+        assertThatThrownBy(() -> valid().partnership("Bad Name").build())
+                .hasMessageContaining("'partnership'").hasMessageContaining("Bad Name");
+        assertThatThrownBy(() -> valid().principal(null).build()).hasMessageContaining("'principal'").hasMessageContaining("required");
+        assertThatThrownBy(() -> valid().mirror(null).build()).hasMessageContaining("'mirror'");
+        assertThatThrownBy(() -> valid().poolSize(0).build()).hasMessageContaining("'poolSize'").hasMessageContaining("got 0");
+        assertThatThrownBy(() -> valid().remoteCallTimeout(Duration.ofMillis(5)).build())
+                .hasMessageContaining("'remoteCallTimeout'").hasMessageContaining("PT0.005S");
+        assertThatThrownBy(() -> valid().inDoubtGrace(Duration.ofSeconds(5)).build())
+                .hasMessageContaining("'inDoubtGrace'").hasMessageContaining("twice remoteCallTimeout");
+        assertThatThrownBy(() -> valid().coordinatorId("x:y").build()).hasMessageContaining("'coordinatorId'");
+    }
+
+    @Test
+    void theSameNodeNamedTwiceIsRefused() {
+        assertThatThrownBy(() -> valid().mirror(NodeConfig.of("b", A.jdbcUrl(), "u", "p")).build())
+                .hasMessageContaining("same node named twice");
+        assertThatThrownBy(() -> valid().mirror(NodeConfig.of("a", B.jdbcUrl(), "u", "p")).build())
+                .hasMessageContaining("'mirror.name'");
+    }
+
+    @Test
+    void nodeConfigValidatesAndHidesThePassword() {
+        assertThatThrownBy(() -> NodeConfig.of("a", "jdbc:mysql://x/y", "u", "p")).hasMessageContaining("jdbc:postgresql:");
+        assertThatThrownBy(() -> NodeConfig.of("A B", "jdbc:postgresql://x/y", "u", "p")).hasMessageContaining("node name");
+        assertThat(A.toString()).doesNotContain("secret-a").contains("****");
+        assertThat(valid().build().toString()).doesNotContain("secret-a").doesNotContain("secret-b");
+    }
+
+    @Test
+    void readsPropertiesAndNamesTheMissingOne() {
+        Properties p = new Properties();
+        p.setProperty("partnership", "orders");
+        p.setProperty("principal.name", "a");
+        p.setProperty("principal.url", A.jdbcUrl());
+        p.setProperty("principal.user", "u");
+        p.setProperty("mirror.name", "b");
+        p.setProperty("mirror.url", B.jdbcUrl());
+        p.setProperty("mirror.user", "u");
+        p.setProperty("poolSize", "4");
+        p.setProperty("remoteCallTimeout", "PT3S");
+        LockstepConfig c = LockstepConfig.fromProperties(p);
+        assertThat(c.poolSize()).isEqualTo(4);
+        assertThat(c.remoteCallTimeout()).isEqualTo(Duration.ofSeconds(3));
+
+        p.remove("mirror.url");
+        assertThatThrownBy(() -> LockstepConfig.fromProperties(p)).hasMessageContaining("'mirror.url'").hasMessageContaining("missing");
+        p.setProperty("mirror.url", B.jdbcUrl());
+        p.setProperty("poolSize", "many");
+        assertThatThrownBy(() -> LockstepConfig.fromProperties(p)).hasMessageContaining("'poolSize'").hasMessageContaining("many");
+        p.setProperty("poolSize", "4");
+        p.setProperty("inDoubtGrace", "30 seconds");
+        assertThatThrownBy(() -> LockstepConfig.fromProperties(p)).hasMessageContaining("'inDoubtGrace'").hasMessageContaining("ISO-8601");
+    }
+}

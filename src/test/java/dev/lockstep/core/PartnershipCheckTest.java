@@ -1,0 +1,33 @@
+package dev.lockstep.core;
+
+import org.junit.jupiter.api.Test;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+class PartnershipCheckTest {
+
+    private static NodeView view(String node, NodeRole role, long epoch) {
+        return new NodeView(node, "p", role, epoch);
+    }
+
+    @Test
+    void consistentPairAgreesOnItsEpoch() {
+        assertThat(PartnershipCheck.problems("p", view("a", NodeRole.PRINCIPAL, 3), view("b", NodeRole.MIRROR, 3))).isEmpty();
+        assertThat(PartnershipCheck.agreedEpoch("p", view("a", NodeRole.PRINCIPAL, 3), view("b", NodeRole.MIRROR, 3))).contains(3L);
+    }
+
+    @Test
+    void twoPrincipalsAreRefused() {
+        assertThat(PartnershipCheck.problems("p", view("a", NodeRole.PRINCIPAL, 1), view("b", NodeRole.PRINCIPAL, 1)))
+                .singleElement().asString().contains("node b is configured as mirror but is principal at epoch 1");
+    }
+
+    @Test
+    void epochDisagreementAndForeignPartnershipAreNamed() {
+        assertThat(PartnershipCheck.problems("p", view("a", NodeRole.PRINCIPAL, 2), view("b", NodeRole.MIRROR, 1)))
+                .singleElement().asString().contains("a is at 2, b at 1");
+        assertThat(PartnershipCheck.problems("q", view("a", NodeRole.PRINCIPAL, 1), view("b", NodeRole.MIRROR, 1)))
+                .hasSize(2).allMatch(s -> s.contains("belongs to partnership p, not q"));
+        assertThat(PartnershipCheck.agreedEpoch("q", view("a", NodeRole.PRINCIPAL, 1), view("b", NodeRole.MIRROR, 1))).isEmpty();
+    }
+}
