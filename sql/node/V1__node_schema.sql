@@ -72,6 +72,23 @@ BEGIN
     END IF;
 END $$;
 
+-- Changes this node's role and epoch. The exclusive lock waits for every transaction that read
+-- the old (role, epoch), prepared ones included, so no transaction straddles the change (I4).
+-- The caller bounds the wait with lock_timeout.
+CREATE FUNCTION lockstep.change_role(p_role text, p_epoch bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+BEGIN
+    LOCK TABLE lockstep.node_state IN ACCESS EXCLUSIVE MODE;
+    SELECT * INTO s FROM lockstep.node_state;
+    IF p_epoch <= s.epoch THEN
+        RAISE EXCEPTION 'lockstep: node % is at epoch %; a role change must move to a higher epoch, got %',
+            s.node_name, s.epoch, p_epoch USING ERRCODE = '22023';
+    END IF;
+    UPDATE lockstep.node_state SET role = p_role, epoch = p_epoch, changed_at = clock_timestamp();
+END $$;
+
 -- Capture, statement level: one capture row per statement with the whole transition table.
 CREATE FUNCTION lockstep.capture_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$

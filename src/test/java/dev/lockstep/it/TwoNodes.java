@@ -1,0 +1,135 @@
+package dev.lockstep.it;
+
+import dev.lockstep.LockstepConfig;
+import dev.lockstep.LockstepDataSource;
+import dev.lockstep.NodeConfig;
+import dev.lockstep.testing.PgNode;
+
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.ResultSetMetaData;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Two real PostgreSQL servers shared by the tests of one class; every test gets a fresh pair of
+ * databases (one on each server) for its own partnership.
+ */
+public final class TwoNodes implements AutoCloseable {
+
+    private final PgNode a;
+    private final PgNode b;
+
+    private TwoNodes(PgNode a, PgNode b) {
+        this.a = a;
+        this.b = b;
+    }
+
+    public static TwoNodes start() {
+        return new TwoNodes(PgNode.start("node-a"), PgNode.start("node-b"));
+    }
+
+    public PgNode a() {
+        return a;
+    }
+
+    public PgNode b() {
+        return b;
+    }
+
+    /** A fresh partnership of two new empty databases. */
+    public Pair newPair(String partnership) {
+        return new Pair(partnership, a.createDatabase(partnership), b.createDatabase(partnership));
+    }
+
+    /** One partnership's databases and how to reach them. */
+    public final class Pair {
+        private final String partnership;
+        private final String dbA;
+        private final String dbB;
+
+        Pair(String partnership, String dbA, String dbB) {
+            this.partnership = partnership;
+            this.dbA = dbA;
+            this.dbB = dbB;
+        }
+
+        public String partnership() {
+            return partnership;
+        }
+
+        /** A configuration through the proxies, with short timeouts suited to tests. */
+        public LockstepConfig.Builder config() {
+            return LockstepConfig.builder()
+                    .partnership(partnership)
+                    .principal(NodeConfig.of("node-a", a.jdbcUrl(dbA), a.user(), a.password()))
+                    .mirror(NodeConfig.of("node-b", b.jdbcUrl(dbB), b.user(), b.password()))
+                    .poolSize(8)
+                    .remoteCallTimeout(Duration.ofSeconds(2))
+                    .connectTimeout(Duration.ofSeconds(2))
+                    .inDoubtGrace(Duration.ofSeconds(4))
+                    .resolverInterval(Duration.ofMillis(300));
+        }
+
+        public LockstepDataSource start() throws SQLException {
+            return LockstepDataSource.start(config().build());
+        }
+
+        /** A superuser connection straight to the principal's database (autocommit on). */
+        public Connection principal() throws SQLException {
+            return a.connectDirect(dbA);
+        }
+
+        /** A superuser connection straight to the mirror's database (autocommit on). */
+        public Connection mirror() throws SQLException {
+            return b.connectDirect(dbB);
+        }
+
+        public String dbA() {
+            return dbA;
+        }
+
+        public String dbB() {
+            return dbB;
+        }
+    }
+
+    /** Every row a query returns, as lists of column values. */
+    public static List<List<Object>> rows(Connection c, String sql) throws SQLException {
+        List<List<Object>> rows = new ArrayList<>();
+        try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery(sql)) {
+            ResultSetMetaData md = rs.getMetaData();
+            while (rs.next()) {
+                List<Object> row = new ArrayList<>();
+                for (int i = 1; i <= md.getColumnCount(); i++) {
+                    row.add(rs.getObject(i));
+                }
+                rows.add(row);
+            }
+        }
+        return rows;
+    }
+
+    /** The single value a query returns. */
+    public static Object value(Connection c, String sql) throws SQLException {
+        List<List<Object>> rows = rows(c, sql);
+        if (rows.size() != 1 || rows.get(0).size() != 1) {
+            throw new IllegalStateException("expected one value from " + sql + ", got " + rows);
+        }
+        return rows.get(0).get(0);
+    }
+
+    /** Lockstep's prepared transactions in the connection's database. */
+    public static List<List<Object>> lockstepPrepared(Connection c) throws SQLException {
+        return rows(c, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'lockstep:%'");
+    }
+
+    @Override
+    public void close() {
+        a.close();
+        b.close();
+    }
+}
