@@ -1,0 +1,154 @@
+package dev.lockstep.it;
+
+import dev.lockstep.LockstepDataSource;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static dev.lockstep.it.TwoNodes.value;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+/** I4: every transaction checks its node's (role, epoch) under a shared lock held to its end. */
+class FencingTest {
+
+    private static TwoNodes nodes;
+
+    @BeforeAll
+    static void startNodes() {
+        nodes = TwoNodes.start();
+    }
+
+    @AfterAll
+    static void stopNodes() {
+        nodes.close();
+    }
+
+    private static CompletableFuture<Void> changeRoleInBackground(TwoNodes.Pair pair, String role, long epoch) {
+        return CompletableFuture.runAsync(() -> {
+            try (Connection p = pair.principal(); Statement st = p.createStatement()) {
+                st.execute("SET lock_timeout = '20s'");
+                st.execute("SELECT lockstep.change_role('" + role + "', " + epoch + ")");
+            } catch (SQLException e) {
+                throw new IllegalStateException(e);
+            }
+        });
+    }
+
+    private static boolean roleChangeIsWaiting(TwoNodes.Pair pair) throws SQLException {
+        try (Connection p = pair.principal()) {
+            return (Boolean) value(p, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    + " AND query LIKE '%change_role%' AND datname = current_database())");
+        }
+    }
+
+    @Test
+    void anEpochChangeWaitsForTheTransactionsThatSawTheOldEpoch() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("fence");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            c.setAutoCommit(false);
+            st.executeUpdate("INSERT INTO t VALUES (1)");
+            CompletableFuture<Void> change = changeRoleInBackground(pair, "principal", 2);
+            await().atMost(Duration.ofSeconds(10)).until(() -> roleChangeIsWaiting(pair));
+            assertThat(change).isNotDone();
+            c.commit();
+            change.get(10, TimeUnit.SECONDS);
+
+            // The epoch moved: this coordinator (still at epoch 1) can commit nowhere.
+            assertThatThrownBy(() -> st.executeUpdate("INSERT INTO t VALUES (2)"))
+                    .isInstanceOf(SQLException.class)
+                    .hasMessageContaining("fenced").hasMessageContaining("node-a").hasMessageContaining("epoch 2")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
+            c.rollback();
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(1L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(1L);
+        }
+    }
+
+    @Test
+    void aTransactionBegunBeforeTheEpochChangedCannotCommitAfterIt() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("fence");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            c.setAutoCommit(false);
+            st.executeQuery("SELECT count(*) FROM t").close();
+            changeRoleInBackground(pair, "mirror", 2).get(10, TimeUnit.SECONDS);
+            assertThatThrownBy(() -> {
+                st.executeUpdate("INSERT INTO t VALUES (1)");
+                c.commit();
+            }).isInstanceOf(SQLException.class).hasMessageContaining("node-a is mirror at epoch 2")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
+            c.rollback();
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(0L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(0L);
+        }
+    }
+
+    @Test
+    void aPreparedTransactionHoldsOffTheEpochChangeUntilItIsSettled() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("fence");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+        }
+        try (Connection p = pair.principal(); Statement st = p.createStatement()) {
+            st.execute("SET lockstep.epoch = '1'");
+            st.execute("BEGIN");
+            st.execute("SELECT lockstep.fence()");
+            st.execute("PREPARE TRANSACTION 'held-by-test'");
+            CompletableFuture<Void> change = changeRoleInBackground(pair, "principal", 2);
+            await().atMost(Duration.ofSeconds(10)).until(() -> roleChangeIsWaiting(pair));
+            assertThat(change).isNotDone();
+            st.execute("ROLLBACK PREPARED 'held-by-test'");
+            change.get(10, TimeUnit.SECONDS);
+            assertThat(value(p, "SELECT epoch FROM lockstep.node_state")).isEqualTo(2L);
+        }
+    }
+
+    @Test
+    void aMirrorAtAnotherEpochRefusesToApplyAndNothingCommits() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("fence");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            try (Connection m = pair.mirror(); Statement ms = m.createStatement()) {
+                ms.execute("SELECT lockstep.change_role('mirror', 5)");
+            }
+            assertThatThrownBy(() -> st.executeUpdate("INSERT INTO t VALUES (1)"))
+                    .isInstanceOf(SQLException.class)
+                    .hasMessageContaining("mirror node node-b").hasMessageContaining("fenced")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(0L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(0L);
+            assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
+        }
+    }
+
+    @Test
+    void writesThatBypassTheCoordinatorAreRefused() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("fence");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+        }
+        for (boolean principal : new boolean[] {true, false}) {
+            try (Connection direct = principal ? pair.principal() : pair.mirror(); Statement st = direct.createStatement()) {
+                assertThatThrownBy(() -> st.executeUpdate("INSERT INTO t VALUES (1)"))
+                        .isInstanceOf(SQLException.class).hasMessageContaining("only through a Lockstep coordinator")
+                        .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
+            }
+        }
+    }
+}
