@@ -1,0 +1,97 @@
+package dev.lockstep.it;
+
+import dev.lockstep.LockstepDataSource;
+import org.flywaydb.core.Flyway;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.sql.Connection;
+import java.sql.Statement;
+import java.util.List;
+import java.util.Map;
+
+import static dev.lockstep.it.TwoNodes.rows;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** DDL run through the data source is replayed on the mirror in the same two-phase commit. */
+class DdlMigrationTest {
+
+    private static TwoNodes nodes;
+
+    @BeforeAll
+    static void startNodes() {
+        nodes = TwoNodes.start();
+    }
+
+    @AfterAll
+    static void stopNodes() {
+        nodes.close();
+    }
+
+    private static void assertIdenticalSchemasAndData(TwoNodes.Pair pair, LockstepDataSource ds, List<String> tables) throws Exception {
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            Map<String, List<List<Object>>> principal = Catalog.dump(p);
+            assertThat(principal.get("columns")).isNotEmpty();
+            assertThat(Catalog.dump(m)).isEqualTo(principal);
+            for (String table : tables) {
+                assertThat(rows(m, "SELECT * FROM " + table + " ORDER BY 1")).as(table)
+                        .isEqualTo(rows(p, "SELECT * FROM " + table + " ORDER BY 1"));
+            }
+        }
+        assertThat(ds.partnership().verify().identical()).isTrue();
+    }
+
+    @Test
+    void aMigrationOfSeveralStepsLeavesIdenticalSchemasAndData() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("ddl");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            c.setAutoCommit(false);
+            st.execute("CREATE TABLE product (id int PRIMARY KEY, name text NOT NULL, legacy text)");
+            st.execute("INSERT INTO product SELECT g, 'p' || g, 'old' FROM generate_series(1, 100) g");
+            c.commit();
+            st.execute("ALTER TABLE product ADD COLUMN price numeric(10, 2) NOT NULL DEFAULT 9.99");
+            st.execute("CREATE INDEX product_name ON product (name)");
+            st.execute("CREATE VIEW cheap_product AS SELECT id, name FROM product WHERE price < 10");
+            st.execute("ALTER TABLE product DROP COLUMN legacy");
+            st.execute("UPDATE product SET price = price * 2 WHERE id % 2 = 0");
+            c.commit();
+            st.execute("CREATE SEQUENCE ticket_seq");
+            st.execute("CREATE TABLE ticket (id bigint PRIMARY KEY DEFAULT nextval('ticket_seq'), product_id int REFERENCES product)");
+            st.execute("CREATE FUNCTION product_total() RETURNS numeric LANGUAGE sql AS $$ SELECT sum(price) FROM product $$");
+            st.execute("INSERT INTO ticket (product_id) SELECT id FROM product WHERE id <= 10");
+            st.execute("ALTER TABLE product RENAME COLUMN name TO title");
+            c.commit();
+            assertThat(ds.partnership().attachedTables()).containsExactly("public.product", "public.ticket");
+            assertIdenticalSchemasAndData(pair, ds, List.of("product", "ticket"));
+        }
+    }
+
+    @Test
+    void aRolledBackMigrationLeavesNothingOnEitherNode() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("ddl");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            c.setAutoCommit(false);
+            st.execute("CREATE TABLE scratch (id int PRIMARY KEY)");
+            st.execute("INSERT INTO scratch VALUES (1)");
+            c.rollback();
+            assertThat(ds.partnership().attachedTables()).isEmpty();
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(rows(p, "SELECT to_regclass('scratch')")).containsExactly(java.util.Collections.singletonList(null));
+            assertThat(rows(m, "SELECT to_regclass('scratch')")).containsExactly(java.util.Collections.singletonList(null));
+        }
+    }
+
+    @Test
+    void flywayMigratesThroughTheDataSourceUnchanged() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("flyway");
+        try (LockstepDataSource ds = pair.start()) {
+            var result = Flyway.configure().dataSource(ds).locations("classpath:db/migration").load().migrate();
+            assertThat(result.migrationsExecuted).isEqualTo(3);
+            assertThat(ds.partnership().attachedTables())
+                    .containsExactlyInAnyOrder("public.customer", "public.invoice", "public.flyway_schema_history");
+            assertIdenticalSchemasAndData(pair, ds, List.of("customer", "invoice", "flyway_schema_history"));
+        }
+    }
+}
