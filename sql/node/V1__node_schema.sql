@@ -286,10 +286,16 @@ BEGIN
               WHERE object_type IN ('table')
                 AND command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
                 AND schema_name NOT LIKE 'pg\_temp%' LOOP
-        IF NOT EXISTS (SELECT 1 FROM lockstep.attached WHERE table_name = lockstep.qualified(c.objid::regclass))
-           AND EXISTS (SELECT 1 FROM pg_index WHERE indrelid = c.objid AND indisprimary) THEN
+        IF EXISTS (SELECT 1 FROM lockstep.attached WHERE table_name = lockstep.qualified(c.objid::regclass))
+           OR (SELECT relpersistence FROM pg_class WHERE oid = c.objid) <> 'p' THEN
+            CONTINUE;
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_index WHERE indrelid = c.objid AND indisprimary) THEN
             PERFORM lockstep.attach_local(c.objid::regclass);
             INSERT INTO lockstep.capture (kind, table_name, ddl) VALUES ('A', lockstep.qualified(c.objid::regclass), 'statement');
+        ELSE
+            -- Checked again at commit: a later statement of the transaction may still add the key.
+            INSERT INTO lockstep.capture (kind, table_name) VALUES ('N', lockstep.qualified(c.objid::regclass));
         END IF;
     END LOOP;
 END $$;
@@ -313,6 +319,21 @@ CREATE EVENT TRIGGER lockstep_drop ON sql_drop EXECUTE FUNCTION lockstep.on_drop
 CREATE FUNCTION lockstep.sequence_position(seq text) RETURNS bigint
 LANGUAGE sql STABLE AS $$ SELECT pg_sequence_last_value(seq::regclass) $$;
 
+-- A permanent table created through Lockstep must end its transaction attached, or its rows
+-- would silently exist on the principal alone.
+CREATE FUNCTION lockstep.refuse_unkeyed_tables() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() AND kind = 'N' RETURNING table_name LOOP
+        IF to_regclass(t) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM lockstep.attached WHERE table_name = t) THEN
+            RAISE EXCEPTION 'lockstep: table % was created without a primary key; a mirrored table needs one to address its rows (add PRIMARY KEY, or make it TEMPORARY or UNLOGGED to keep it off the mirror)', t
+                USING ERRCODE = '42P16';
+        END IF;
+    END LOOP;
+END $$;
+
 -- Called on the principal at commit. Checks the fence, drains the transaction's captured rows
 -- into one journal record and returns that record; NULL when nothing mirrored changed, so the
 -- transaction commits on the principal alone.
@@ -327,7 +348,8 @@ BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN NULL;
     END IF;
-    WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() RETURNING *)
+    PERFORM lockstep.refuse_unkeyed_tables();
+    WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() AND kind <> 'N' RETURNING *)
     SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                'k', kind, 't', table_name, 'n', new_rows, 'o', old_rows, 'q', ddl, 'p', ddl_path)) ORDER BY ord)
       INTO entries FROM drained;

@@ -20,7 +20,6 @@ import java.util.List;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ThreadFactory;
@@ -39,7 +38,6 @@ final class Coordinator implements AutoCloseable {
     private final long epoch;
     private final HikariDataSource principalPool;
     private final HikariDataSource mirrorPool;
-    private final ExecutorService mirrorCommits;
     private final ScheduledExecutorService resolverSchedule;
     private final CommitProtocol protocol;
     private final InDoubtResolver resolver;
@@ -49,12 +47,10 @@ final class Coordinator implements AutoCloseable {
         this.epoch = epoch;
         Set<String> inFlight = ConcurrentHashMap.newKeySet();
         this.principalPool = pool(config.principal(), config.poolSize(), principalProperties(epoch));
-        this.mirrorPool = pool(config.mirror(), config.poolSize() * 2, mirrorProperties());
-        this.mirrorCommits = Executors.newFixedThreadPool(Math.max(2, Math.min(8, config.poolSize())),
-                daemonThreads("lockstep-" + config.partnership() + "-mirror-commit"));
+        this.mirrorPool = pool(config.mirror(), config.poolSize() + 2, mirrorProperties());
         this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), config.coordinatorId(),
                 config.principal().name(), config.mirror().name(), config.remoteCallTimeout()),
-                () -> epoch, mirrorPool, mirrorCommits, config.commitObserver(), inFlight);
+                () -> epoch, mirrorPool, config.commitObserver(), inFlight);
         this.resolver = new InDoubtResolver(config.partnership(),
                 new InDoubtResolver.Node(config.principal().name(), principalPool),
                 new InDoubtResolver.Node(config.mirror().name(), mirrorPool),
@@ -149,6 +145,7 @@ final class Coordinator implements AutoCloseable {
         h.setConnectionTimeout(Math.max(250, config.connectTimeout().toMillis()));
         h.setValidationTimeout(Math.max(250, Math.min(config.connectTimeout().toMillis(), 5000)));
         h.setInitializationFailTimeout(-1);
+        h.setExceptionOverrideClassName(KeepConnectionOnStatementError.class.getName());
         Properties p = baseProperties(node, config);
         p.remove("user");
         p.remove("password");
@@ -187,14 +184,6 @@ final class Coordinator implements AutoCloseable {
     @Override
     public void close() {
         resolverSchedule.shutdownNow();
-        mirrorCommits.shutdown();
-        try {
-            if (!mirrorCommits.awaitTermination(config.remoteCallTimeout().toMillis() * 2, TimeUnit.MILLISECONDS)) {
-                mirrorCommits.shutdownNow();
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
         principalPool.close();
         mirrorPool.close();
     }

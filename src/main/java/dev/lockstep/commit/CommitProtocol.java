@@ -15,16 +15,13 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.util.Set;
-import java.util.concurrent.Executor;
-import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.LongSupplier;
 
 /**
  * The mirrored commit: drain the change set into a journal record and prepare on the principal,
- * apply the record and prepare on the mirror, commit the principal, then commit the mirror in
- * the background. A commit is acknowledged once both nodes hold it prepared (durable) and the
- * principal has committed it; anything left prepared by a failure is settled by
+ * apply the record and prepare on the mirror, commit the mirror, then the principal. A commit is
+ * acknowledged once both nodes hold it durably; anything a failure leaves prepared is settled by
  * {@link InDoubtResolver}.
  */
 public final class CommitProtocol implements TransactionCommitter {
@@ -47,7 +44,6 @@ public final class CommitProtocol implements TransactionCommitter {
     private final Settings settings;
     private final LongSupplier epoch;
     private final DataSource mirrorPool;
-    private final Executor mirrorCommits;
     private final CommitObserver observer;
     private final Set<String> inFlight;
     private final AtomicLong counter = new AtomicLong();
@@ -56,16 +52,13 @@ public final class CommitProtocol implements TransactionCommitter {
      * @param settings      the partnership
      * @param epoch         the epoch this coordinator acts in
      * @param mirrorPool    connections to the mirror with session_replication_role = replica, autocommit off
-     * @param mirrorCommits runs the mirror's COMMIT PREPARED in the background
      * @param observer      told of each step
      * @param inFlight      gids this coordinator is working on; in-doubt resolution leaves them alone
      */
-    public CommitProtocol(Settings settings, LongSupplier epoch, DataSource mirrorPool, Executor mirrorCommits,
-                          CommitObserver observer, Set<String> inFlight) {
+    public CommitProtocol(Settings settings, LongSupplier epoch, DataSource mirrorPool, CommitObserver observer, Set<String> inFlight) {
         this.settings = settings;
         this.epoch = epoch;
         this.mirrorPool = mirrorPool;
-        this.mirrorCommits = mirrorCommits;
         this.observer = observer;
         this.inFlight = inFlight;
     }
@@ -74,34 +67,24 @@ public final class CommitProtocol implements TransactionCommitter {
     public void commit(Connection principal, boolean likelyWrites) throws SQLException {
         String gid = new Gid(settings.partnership(), epoch.getAsLong(), settings.coordinatorId(), counter.incrementAndGet()).toString();
         inFlight.add(gid);
-        boolean handedOff = false;
         try {
             String record = likelyWrites ? collectAndPrepare(principal, gid) : collectThenPrepare(principal, gid);
             if (record == null) {
                 return;
             }
             observer.stepDone(CommitStep.PRINCIPAL_PREPARED, gid);
-            Connection mirror = prepareOnMirror(principal, gid, record);
-            SQLException principalFailure = null;
-            try {
+            try (Connection mirror = prepareOnMirror(principal, gid, record)) {
                 observer.stepDone(CommitStep.MIRROR_PREPARED, gid);
-                principalFailure = commitOnPrincipal(principal, gid);
-                if (principalFailure == null) {
-                    observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
+                // The mirror commits first: once the principal shows the transaction, a later
+                // transaction that builds on it must find it committed on the mirror too.
+                if (commitOnMirror(mirror, gid)) {
+                    observer.stepDone(CommitStep.MIRROR_COMMITTED, gid);
                 }
-            } catch (CommitObserver.SimulatedCrash crash) {
-                closeQuietly(mirror, null);
-                throw crash;
             }
-            handedOff = true;
-            commitOnMirrorLater(mirror, gid);
-            if (principalFailure != null) {
-                throw principalFailure;
-            }
+            commitOnPrincipal(principal, gid);
+            observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
         } finally {
-            if (!handedOff) {
-                inFlight.remove(gid);
-            }
+            inFlight.remove(gid);
         }
     }
 
@@ -188,39 +171,26 @@ public final class CommitProtocol implements TransactionCommitter {
         }
     }
 
-    /** Null on success; the failure to report otherwise. Both nodes hold it prepared either way. */
-    private SQLException commitOnPrincipal(Connection principal, String gid) {
+    /** Both nodes hold it prepared, so it commits; a failure here leaves the outcome to in-doubt resolution. */
+    private void commitOnPrincipal(Connection principal, String gid) throws SQLException {
         try {
             Nodes.runOutsideTransaction(principal, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
-            return null;
         } catch (SQLException e) {
-            return SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid
+            throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid
                     + " is prepared on both nodes but COMMIT PREPARED on principal node " + settings.principalNode()
                     + " failed; in-doubt resolution will commit it: " + e.getMessage(), e);
         }
     }
 
-    private void commitOnMirrorLater(Connection mirror, String gid) {
-        Runnable task = () -> commitOnMirror(mirror, gid);
-        try {
-            mirrorCommits.execute(task);
-        } catch (RejectedExecutionException shuttingDown) {
-            task.run();
-        }
-    }
-
-    private void commitOnMirror(Connection mirror, String gid) {
+    /** Whether the mirror committed; if not, in-doubt resolution commits it later. */
+    private boolean commitOnMirror(Connection mirror, String gid) {
         try {
             Nodes.runOutsideTransaction(mirror, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
-            observer.stepDone(CommitStep.MIRROR_COMMITTED, gid);
+            return true;
         } catch (SQLException e) {
             LOG.warn("lockstep: COMMIT PREPARED of {} on mirror node {} failed; in-doubt resolution will commit it: {}",
                     gid, settings.mirrorNode(), e.getMessage());
-        } catch (CommitObserver.SimulatedCrash crash) {
-            LOG.info("lockstep: simulated coordinator crash after {} committed on both nodes", gid);
-        } finally {
-            inFlight.remove(gid);
-            closeQuietly(mirror, null);
+            return false;
         }
     }
 

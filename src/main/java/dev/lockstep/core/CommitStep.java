@@ -9,8 +9,8 @@ public enum CommitStep {
     PRINCIPAL_PREPARED,
     /** The mirror applied the change set and prepared its transaction. */
     MIRROR_PREPARED,
-    /** The principal committed its prepared transaction; the commit is acknowledged after this. */
-    PRINCIPAL_COMMITTED,
     /** The mirror committed its prepared transaction. */
-    MIRROR_COMMITTED
+    MIRROR_COMMITTED,
+    /** The principal committed its prepared transaction; the commit is acknowledged after this. */
+    PRINCIPAL_COMMITTED
 }

@@ -28,6 +28,14 @@ public final class StatementKind {
         return !READING.contains(word);
     }
 
+    /**
+     * Whether the statement may create or use temporary objects. A transaction that touched them
+     * cannot be prepared, so the commit must first learn whether anything mirrored changed.
+     */
+    public static boolean mentionsTemporary(String sql) {
+        return sql.toLowerCase(Locale.ROOT).contains("temp");
+    }
+
     private static boolean containsDmlKeyword(String sql) {
         String lower = sql.toLowerCase(Locale.ROOT);
         return lower.contains("insert") || lower.contains("update") || lower.contains("delete");

@@ -25,6 +25,7 @@ public final class LockstepConnection implements InvocationHandler {
     private Connection self;
     private boolean autoCommit = true;
     private boolean likelyWrites;
+    private boolean temporaryObjects;
     private boolean closed;
 
     private LockstepConnection(Connection physical, TransactionCommitter committer) {
@@ -117,7 +118,9 @@ public final class LockstepConnection implements InvocationHandler {
     }
 
     private void commitOpenWork() throws SQLException {
-        boolean writes = likelyWrites;
+        // Once temporary objects are in play, a blind PREPARE could fail a transaction that
+        // changed nothing mirrored; take the path that collects first.
+        boolean writes = likelyWrites && !temporaryObjects;
         likelyWrites = false;
         committer.commit(physical, writes);
     }
@@ -146,6 +149,9 @@ public final class LockstepConnection implements InvocationHandler {
     void beforeExecute(String sql) {
         if (sql == null || StatementKind.likelyWrites(sql)) {
             likelyWrites = true;
+        }
+        if (sql != null && StatementKind.mentionsTemporary(sql)) {
+            temporaryObjects = true;
         }
     }
 

@@ -25,6 +25,14 @@ class StatementKindTest {
     }
 
     @Test
+    void temporaryObjectsAreNoticed() {
+        assertThat(StatementKind.mentionsTemporary("CREATE TEMP TABLE x (id int)")).isTrue();
+        assertThat(StatementKind.mentionsTemporary("create temporary table x as select 1")).isTrue();
+        assertThat(StatementKind.mentionsTemporary("INSERT INTO pg_temp.x VALUES (1)")).isTrue();
+        assertThat(StatementKind.mentionsTemporary("INSERT INTO t VALUES (1)")).isFalse();
+    }
+
+    @Test
     void firstWordSkipsCommentsAndParentheses() {
         assertThat(StatementKind.firstWord("/* a */ -- b\n ((select 1))")).isEqualTo("select");
         assertThat(StatementKind.firstWord("/* unterminated")).isEmpty();
