@@ -1,0 +1,85 @@
+package dev.lockstep.it;
+
+import dev.lockstep.LockstepDataSource;
+import dev.lockstep.commit.InDoubtResolver;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.sql.Connection;
+import java.sql.Statement;
+import java.time.Duration;
+
+import static dev.lockstep.it.TwoNodes.lockstepPrepared;
+import static dev.lockstep.it.TwoNodes.rows;
+import static dev.lockstep.it.TwoNodes.value;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+/** I2: the resolver settles by rule, leaves young transactions of other coordinators alone and never touches foreign ones. */
+class InDoubtResolutionTest {
+
+    private static TwoNodes nodes;
+
+    @BeforeAll
+    static void startNodes() {
+        nodes = TwoNodes.start();
+    }
+
+    @AfterAll
+    static void stopNodes() {
+        nodes.close();
+    }
+
+    /** Prepares, on one node, a transaction that inserts {@code id} as another coordinator would. */
+    private static void prepareAs(Connection node, String gid, int id, boolean withJournal) throws Exception {
+        try (Statement st = node.createStatement()) {
+            st.execute("BEGIN");
+            st.execute("SET LOCAL session_replication_role = replica");
+            st.execute("INSERT INTO t VALUES (" + id + ")");
+            if (withJournal) {
+                st.execute("INSERT INTO lockstep.journal VALUES (1, " + (1000 + id) + ", '" + gid + "', 'test', now(), '{}')");
+            }
+            st.execute("PREPARE TRANSACTION '" + gid + "'");
+        }
+    }
+
+    @Test
+    void eachRuleAndTheGracePeriod() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("indoubt");
+        try (LockstepDataSource ds = LockstepDataSource.start(pair.config().resolverInterval(Duration.ofHours(1)).build());
+             Connection c = ds.getConnection(); Statement st = c.createStatement();
+             Connection p = pair.principal(); Connection m = pair.mirror()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            String onlyPrincipal = "lockstep:indoubt:1:other:1";
+            String onBoth = "lockstep:indoubt:1:other:2";
+            String committedOnMirror = "lockstep:indoubt:1:other:3";
+            prepareAs(p, onlyPrincipal, 1, true);
+            prepareAs(p, onBoth, 2, true);
+            prepareAs(m, onBoth, 2, true);
+            prepareAs(p, committedOnMirror, 3, true);
+            prepareAs(m, committedOnMirror, 3, true);
+            m.createStatement().execute("COMMIT PREPARED '" + committedOnMirror + "'");
+            try (Statement foreign = m.createStatement()) {
+                foreign.execute("BEGIN");
+                foreign.execute("PREPARE TRANSACTION 'lockstep-lookalike:indoubt:1:x:1'");
+            }
+
+            // Young: only the one already committed on a node may be finished at once.
+            InDoubtResolver.Result young = ds.partnership().resolveInDoubt();
+            assertThat(young.committed()).isEqualTo(1);
+            assertThat(young.rolledBack()).isZero();
+            assertThat(young.waiting()).isEqualTo(3);
+
+            await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(500)).untilAsserted(() -> {
+                ds.partnership().resolveInDoubt();
+                assertThat(lockstepPrepared(p)).isEmpty();
+                assertThat(lockstepPrepared(m)).isEmpty();
+            });
+            assertThat(rows(p, "SELECT id FROM t ORDER BY id")).containsExactly(java.util.List.of(2), java.util.List.of(3));
+            assertThat(rows(m, "SELECT id FROM t ORDER BY id")).containsExactly(java.util.List.of(2), java.util.List.of(3));
+            assertThat(value(m, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'lockstep-lookalike:indoubt:1:x:1'")).isEqualTo(1L);
+            m.createStatement().execute("ROLLBACK PREPARED 'lockstep-lookalike:indoubt:1:x:1'");
+        }
+    }
+}
