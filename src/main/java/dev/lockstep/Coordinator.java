@@ -50,7 +50,7 @@ final class Coordinator implements AutoCloseable {
         this.mirrorPool = pool(config.mirror(), config.poolSize() + 2, mirrorProperties());
         this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), config.coordinatorId(),
                 config.principal().name(), config.mirror().name(), config.remoteCallTimeout()),
-                () -> epoch, mirrorPool, config.commitObserver(), inFlight);
+                () -> epoch, mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections());
         this.resolver = new InDoubtResolver(config.partnership(),
                 new InDoubtResolver.Node(config.principal().name(), principalPool),
                 new InDoubtResolver.Node(config.mirror().name(), mirrorPool),
@@ -152,6 +152,19 @@ final class Coordinator implements AutoCloseable {
         p.putAll(extra);
         h.setDataSourceProperties(p);
         return new HikariDataSource(h);
+    }
+
+    /** After one broken link to a node, the pool's other idle connections to it are replaced. */
+    private final class DropStaleConnections implements CommitProtocol.LinkLoss {
+        @Override
+        public void principalLinkLost() {
+            principalPool.getHikariPoolMXBean().softEvictConnections();
+        }
+
+        @Override
+        public void mirrorLinkLost() {
+            mirrorPool.getHikariPoolMXBean().softEvictConnections();
+        }
     }
 
     private void resolveQuietly() {

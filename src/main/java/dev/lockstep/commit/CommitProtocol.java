@@ -41,11 +41,24 @@ public final class CommitProtocol implements TransactionCommitter {
                            Duration callTimeout) {
     }
 
+    /**
+     * Told when a link to a node broke, so that the pool drops its other connections to that
+     * node, which are most likely broken too, instead of handing them to the next transaction.
+     */
+    public interface LinkLoss {
+        /** The link to the principal broke. */
+        void principalLinkLost();
+
+        /** The link to the mirror broke. */
+        void mirrorLinkLost();
+    }
+
     private final Settings settings;
     private final LongSupplier epoch;
     private final DataSource mirrorPool;
     private final CommitObserver observer;
     private final Set<String> inFlight;
+    private final LinkLoss linkLoss;
     private final AtomicLong counter = new AtomicLong();
 
     /**
@@ -54,13 +67,16 @@ public final class CommitProtocol implements TransactionCommitter {
      * @param mirrorPool    connections to the mirror with session_replication_role = replica, autocommit off
      * @param observer      told of each step
      * @param inFlight      gids this coordinator is working on; in-doubt resolution leaves them alone
+     * @param linkLoss      told when a link to a node broke
      */
-    public CommitProtocol(Settings settings, LongSupplier epoch, DataSource mirrorPool, CommitObserver observer, Set<String> inFlight) {
+    public CommitProtocol(Settings settings, LongSupplier epoch, DataSource mirrorPool, CommitObserver observer,
+                          Set<String> inFlight, LinkLoss linkLoss) {
         this.settings = settings;
         this.epoch = epoch;
         this.mirrorPool = mirrorPool;
         this.observer = observer;
         this.inFlight = inFlight;
+        this.linkLoss = linkLoss;
     }
 
     @Override
@@ -133,6 +149,9 @@ public final class CommitProtocol implements TransactionCommitter {
     }
 
     private SQLException principalRefused(Connection principal, String gid, SQLException cause) {
+        if (SqlStates.isConnectionLoss(cause)) {
+            linkLoss.principalLinkLost();
+        }
         rollbackQuietly(principal, cause);
         return SqlStates.error(cause.getSQLState(), "lockstep: transaction " + gid + " was rolled back on principal node "
                 + settings.principalNode() + " at epoch " + epoch.getAsLong() + ": " + cause.getMessage(), cause);
@@ -150,6 +169,9 @@ public final class CommitProtocol implements TransactionCommitter {
             }
             return mirror;
         } catch (SQLException e) {
+            if (SqlStates.isConnectionLoss(e)) {
+                linkLoss.mirrorLinkLost();
+            }
             if (mirror != null) {
                 rollbackQuietly(mirror, e);
                 closeQuietly(mirror, e);
@@ -176,6 +198,9 @@ public final class CommitProtocol implements TransactionCommitter {
         try {
             Nodes.runOutsideTransaction(principal, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
         } catch (SQLException e) {
+            if (SqlStates.isConnectionLoss(e)) {
+                linkLoss.principalLinkLost();
+            }
             throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid
                     + " is prepared on both nodes but COMMIT PREPARED on principal node " + settings.principalNode()
                     + " failed; in-doubt resolution will commit it: " + e.getMessage(), e);
@@ -188,6 +213,9 @@ public final class CommitProtocol implements TransactionCommitter {
             Nodes.runOutsideTransaction(mirror, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
             return true;
         } catch (SQLException e) {
+            if (SqlStates.isConnectionLoss(e)) {
+                linkLoss.mirrorLinkLost();
+            }
             LOG.warn("lockstep: COMMIT PREPARED of {} on mirror node {} failed; in-doubt resolution will commit it: {}",
                     gid, settings.mirrorNode(), e.getMessage());
             return false;

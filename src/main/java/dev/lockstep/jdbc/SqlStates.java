@@ -32,9 +32,12 @@ public final class SqlStates {
         return new SQLException(message, sqlState, cause);
     }
 
-    /** Whether the failure says the link to the node is gone (class 08 or a socket problem). */
+    /**
+     * Whether the failure says the link to the node is gone: a connection exception (class 08),
+     * or the server shutting down or crashing under the session (57P01-57P03).
+     */
     public static boolean isConnectionLoss(SQLException e) {
         String state = e.getSQLState();
-        return state != null && state.startsWith("08");
+        return state != null && (state.startsWith("08") || state.matches("57P0[123]"));
     }
 }

@@ -1,0 +1,82 @@
+package dev.lockstep.cli;
+
+import java.io.PrintStream;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * The Lockstep command line: {@code demo} (the default), {@code bench} and {@code bench-capture}.
+ * Exit codes: 0 success, 1 the run found a problem (nodes not identical, failed transactions),
+ * 2 a usage error, 3 an error that stopped the run.
+ */
+public final class Main {
+
+    /** Exit code of a command line that cannot be run. */
+    public static final int USAGE = 2;
+    /** Exit code of a run that stopped on an error. */
+    public static final int ERROR = 3;
+
+    private static final String USAGE_TEXT = String.join(System.lineSeparator(),
+            "usage: lockstep <command> [--option value ...]",
+            "  demo           [--transactions 2000] [--clients 8] [--seed 42]",
+            "  bench          [--clients 1,8,32] [--seconds 10] [--warmup 2] [--scale 10] [--target direct|lockstep|both]",
+            "                 [--capture statement|row] [--url jdbc:... --user u --password p]",
+            "  bench-capture  [--single-row-tx 2000] [--bulk-tx 20] [--bulk-rows 5000] [--clients 4] [--limit-seconds 60]",
+            "  help");
+
+    private Main() {
+    }
+
+    /** Runs the command line and exits with its exit code. */
+    public static void main(String[] args) {
+        int code = run(args, System.out, System.err);
+        System.out.flush();
+        System.exit(code);
+    }
+
+    /**
+     * Runs a command without exiting the JVM.
+     *
+     * @param args the command line
+     * @param out  where results go
+     * @param err  where usage and error messages go
+     * @return the exit code
+     */
+    public static int run(String[] args, PrintStream out, PrintStream err) {
+        List<String> argv = Arrays.asList(args);
+        String command = argv.isEmpty() ? "demo" : argv.get(0);
+        List<String> rest = argv.isEmpty() ? List.of() : argv.subList(1, argv.size());
+        try {
+            switch (command) {
+                case "demo":
+                    return new DemoCommand(DemoCommand.Options.from(Args.parse(command, rest, DemoCommand.OPTIONS)), out)
+                            .run().exitCode();
+                case "bench":
+                    return new BenchCommand(BenchCommand.Options.from(Args.parse(command, rest, BenchCommand.OPTIONS)), out)
+                            .run();
+                case "bench-capture":
+                    return new CaptureBenchCommand(
+                            CaptureBenchCommand.Options.from(Args.parse(command, rest, CaptureBenchCommand.OPTIONS)), out).run();
+                case "help":
+                case "--help":
+                case "-h":
+                    out.println(USAGE_TEXT);
+                    return 0;
+                default:
+                    throw new Args.UsageException("unknown command '" + command + "'; commands: demo, bench, bench-capture, help");
+            }
+        } catch (Args.UsageException e) {
+            err.println("error: " + e.getMessage());
+            err.println(USAGE_TEXT);
+            return USAGE;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            err.println("error: " + command + " was interrupted");
+            return ERROR;
+        } catch (Exception e) {
+            err.println("error: " + command + " failed: " + e);
+            e.printStackTrace(err);
+            return ERROR;
+        }
+    }
+}

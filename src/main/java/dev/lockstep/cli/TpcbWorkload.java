@@ -1,0 +1,147 @@
+package dev.lockstep.cli;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * pgbench's default "TPC-B (sort of)" workload: its four tables, loaded the way
+ * {@code pgbench -i -I dtGvp} loads them (server-side generate_series, then primary keys), and its
+ * transaction. Unlike pgbench, {@code pgbench_history} has a primary key ({@code hid bigserial}),
+ * because Lockstep addresses mirrored rows by primary key.
+ */
+public final class TpcbWorkload {
+
+    /** The tables, schema-qualified, in the order they are attached. */
+    public static final List<String> TABLES = List.of("public.pgbench_branches", "public.pgbench_tellers",
+            "public.pgbench_accounts", "public.pgbench_history");
+    /** Rows per scale unit, as in pgbench. */
+    public static final int BRANCHES_PER_SCALE = 1;
+    public static final int TELLERS_PER_SCALE = 10;
+    public static final int ACCOUNTS_PER_SCALE = 100_000;
+
+    private TpcbWorkload() {
+    }
+
+    /**
+     * Creates and fills the tables on a connection (autocommit on), dropping any that exist, then
+     * vacuums and analyzes them. Deterministic: every node loaded with the same scale holds the
+     * same rows.
+     *
+     * @param c     a connection with autocommit on
+     * @param scale the scale factor
+     */
+    public static void createAndLoad(Connection c, int scale) throws SQLException {
+        try (Statement st = c.createStatement()) {
+            st.execute("DROP TABLE IF EXISTS pgbench_history, pgbench_tellers, pgbench_accounts, pgbench_branches");
+            st.execute("CREATE TABLE pgbench_branches (bid int NOT NULL, bbalance int, filler char(88)) WITH (fillfactor = 100)");
+            st.execute("CREATE TABLE pgbench_tellers (tid int NOT NULL, bid int, tbalance int, filler char(84)) WITH (fillfactor = 100)");
+            st.execute("CREATE TABLE pgbench_accounts (aid int NOT NULL, bid int, abalance int, filler char(84)) WITH (fillfactor = 100)");
+            st.execute("CREATE TABLE pgbench_history (hid bigserial PRIMARY KEY, tid int, bid int, aid int, delta int,"
+                    + " mtime timestamp, filler char(22))");
+            st.execute("INSERT INTO pgbench_branches (bid, bbalance) SELECT bid, 0 FROM generate_series(1, "
+                    + (long) BRANCHES_PER_SCALE * scale + ") AS bid");
+            st.execute("INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT tid, (tid - 1) / " + TELLERS_PER_SCALE
+                    + " + 1, 0 FROM generate_series(1, " + (long) TELLERS_PER_SCALE * scale + ") AS tid");
+            st.execute("INSERT INTO pgbench_accounts (aid, bid, abalance, filler) SELECT aid, (aid - 1) / " + ACCOUNTS_PER_SCALE
+                    + " + 1, 0, '' FROM generate_series(1, " + (long) ACCOUNTS_PER_SCALE * scale + ") AS aid");
+            st.execute("ALTER TABLE pgbench_branches ADD PRIMARY KEY (bid)");
+            st.execute("ALTER TABLE pgbench_tellers ADD PRIMARY KEY (tid)");
+            st.execute("ALTER TABLE pgbench_accounts ADD PRIMARY KEY (aid)");
+            st.execute("VACUUM ANALYZE pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history");
+        }
+    }
+
+    /** Whether the tables exist on the connection's database. */
+    public static boolean exists(Connection c) throws SQLException {
+        try (Statement st = c.createStatement();
+             ResultSet rs = st.executeQuery("SELECT to_regclass('pgbench_branches') IS NOT NULL"
+                     + " AND to_regclass('pgbench_tellers') IS NOT NULL AND to_regclass('pgbench_accounts') IS NOT NULL"
+                     + " AND to_regclass('pgbench_history') IS NOT NULL")) {
+            rs.next();
+            return rs.getBoolean(1);
+        }
+    }
+
+    /** The scale of loaded tables: the number of branches, as pgbench reads it. */
+    public static int detectScale(Connection c) throws SQLException {
+        return (int) NodeInspector.queryLong(c, "SELECT count(*) FROM pgbench_branches");
+    }
+
+    /**
+     * A client running the transaction on its own connection.
+     *
+     * @param c     the client's connection; autocommit is turned off
+     * @param scale the scale of the loaded tables
+     */
+    public static ClientRunner.Client client(Connection c, int scale) throws SQLException {
+        return new TpcbClient(c, scale);
+    }
+
+    private static final class TpcbClient implements ClientRunner.Client {
+        private final Connection connection;
+        private final int scale;
+        private final PreparedStatement updateAccount;
+        private final PreparedStatement selectAccount;
+        private final PreparedStatement updateTeller;
+        private final PreparedStatement updateBranch;
+        private final PreparedStatement insertHistory;
+
+        TpcbClient(Connection connection, int scale) throws SQLException {
+            this.connection = connection;
+            this.scale = scale;
+            try {
+                connection.setAutoCommit(false);
+                updateAccount = connection.prepareStatement("UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?");
+                selectAccount = connection.prepareStatement("SELECT abalance FROM pgbench_accounts WHERE aid = ?");
+                updateTeller = connection.prepareStatement("UPDATE pgbench_tellers SET tbalance = tbalance + ? WHERE tid = ?");
+                updateBranch = connection.prepareStatement("UPDATE pgbench_branches SET bbalance = bbalance + ? WHERE bid = ?");
+                insertHistory = connection.prepareStatement(
+                        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP)");
+            } catch (SQLException e) {
+                connection.close();
+                throw e;
+            }
+        }
+
+        @Override
+        public Connection connection() {
+            return connection;
+        }
+
+        @Override
+        public void transaction(SplittableRandom random) throws SQLException {
+            int aid = 1 + random.nextInt(ACCOUNTS_PER_SCALE * scale);
+            int tid = 1 + random.nextInt(TELLERS_PER_SCALE * scale);
+            int bid = 1 + random.nextInt(BRANCHES_PER_SCALE * scale);
+            int delta = random.nextInt(-5000, 5001);
+            updateAccount.setInt(1, delta);
+            updateAccount.setInt(2, aid);
+            updateAccount.executeUpdate();
+            selectAccount.setInt(1, aid);
+            try (ResultSet rs = selectAccount.executeQuery()) {
+                rs.next();
+            }
+            updateTeller.setInt(1, delta);
+            updateTeller.setInt(2, tid);
+            updateTeller.executeUpdate();
+            updateBranch.setInt(1, delta);
+            updateBranch.setInt(2, bid);
+            updateBranch.executeUpdate();
+            insertHistory.setInt(1, tid);
+            insertHistory.setInt(2, bid);
+            insertHistory.setInt(3, aid);
+            insertHistory.setInt(4, delta);
+            insertHistory.executeUpdate();
+        }
+
+        @Override
+        public void close() throws SQLException {
+            connection.close();
+        }
+    }
+}
