@@ -23,6 +23,7 @@ CREATE TABLE lockstep.attached (
     data_columns text[] NOT NULL,           -- every column that can be written (not generated), quoted
     sequences    text[] NOT NULL,           -- sequences its defaults and identity columns draw from
     capture_mode text   NOT NULL CHECK (capture_mode IN ('statement', 'row')),
+    applier      text,                      -- generated function that applies its changes on this node
     attached_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
@@ -176,11 +177,93 @@ LANGUAGE sql STABLE AS $$
                    AND classid = 'pg_class'::regclass)))
 $$;
 
+-- The rows of a change entry, parsed back from their text form into the table's row type.
+-- OFFSET 0 keeps the cast from being evaluated once per column.
+CREATE FUNCTION lockstep.rows_of(a lockstep.attached, param text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('(SELECT (r).* FROM (SELECT x::%s AS r FROM jsonb_array_elements_text(%s) x OFFSET 0) s)', a.table_name, param)
+$$;
+
+-- Key and column lists of an attached table, spelled for apply's statements.
+CREATE FUNCTION lockstep.key_match(a lockstep.attached, l text, r text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '(' || string_agg(l || '.' || k, ',') || ') = (' || string_agg(r || '.' || k, ',') || ')'
+      FROM unnest(a.key_columns) k
+$$;
+
+CREATE FUNCTION lockstep.diverged(what text, tbl text, expected bigint, actual bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'lockstep: mirror node % diverged from the principal: % on % expected % rows, found %',
+        (SELECT node_name FROM lockstep.node_state), what, tbl, expected, actual
+        USING ERRCODE = 'XX001';
+END $$;
+
+
+-- Writes, for one attached table, a function that applies its change entries with static SQL,
+-- so that every statement is planned once per session rather than on every transaction. Index
+-- lookups are forced because the planner cannot know how many rows an entry holds.
+CREATE FUNCTION lockstep.generate_applier(a lockstep.attached) RETURNS text
+LANGUAGE plpgsql AS $gen$
+DECLARE
+    fn text := 'lockstep.' || quote_ident('apply_' || md5(a.table_name));
+    cols text := array_to_string(a.data_columns, ',');
+    keys text := array_to_string(a.key_columns, ',');
+    new_cols text := 'n.' || array_to_string(a.data_columns, ',n.');
+BEGIN
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb) RETURNS void
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $body$
+#variable_conflict use_column
+DECLARE
+    lockstep_new_count bigint := coalesce(jsonb_array_length(lockstep_new), 0);
+    lockstep_old_count bigint := coalesce(jsonb_array_length(lockstep_old), 0);
+    lockstep_updated bigint;
+    lockstep_deleted bigint;
+    lockstep_inserted bigint;
+BEGIN
+    IF lockstep_kind = 'I' THEN
+        INSERT INTO %2$s (%3$s) OVERRIDING SYSTEM VALUE SELECT %3$s FROM %5$s n;
+    ELSIF lockstep_kind = 'U' THEN
+        UPDATE %2$s t SET (%3$s) = ROW(%4$s) FROM %5$s n WHERE %7$s;
+        GET DIAGNOSTICS lockstep_updated = ROW_COUNT;
+        IF lockstep_updated <> lockstep_new_count THEN
+            -- Some primary keys changed: remove the rows whose key is gone, add the new keys.
+            DELETE FROM %2$s t USING (SELECT %8$s FROM %6$s o EXCEPT SELECT %8$s FROM %5$s n) g WHERE %9$s;
+            GET DIAGNOSTICS lockstep_deleted = ROW_COUNT;
+            INSERT INTO %2$s (%3$s) OVERRIDING SYSTEM VALUE SELECT %3$s FROM %5$s n
+             WHERE NOT EXISTS (SELECT 1 FROM %2$s t WHERE %7$s);
+            GET DIAGNOSTICS lockstep_inserted = ROW_COUNT;
+            IF lockstep_updated + lockstep_deleted <> lockstep_old_count
+               OR lockstep_inserted <> lockstep_new_count - lockstep_updated THEN
+                PERFORM lockstep.diverged('update', %10$L, lockstep_old_count, lockstep_updated + lockstep_deleted);
+            END IF;
+        END IF;
+    ELSIF lockstep_kind = 'D' THEN
+        DELETE FROM %2$s t USING %6$s o WHERE %11$s;
+        GET DIAGNOSTICS lockstep_deleted = ROW_COUNT;
+        IF lockstep_deleted <> lockstep_old_count THEN
+            PERFORM lockstep.diverged('delete', %10$L, lockstep_old_count, lockstep_deleted);
+        END IF;
+    ELSE
+        RAISE EXCEPTION 'lockstep: unknown change kind %% for %%', lockstep_kind, %10$L USING ERRCODE = 'XX000';
+    END IF;
+END
+$body$
+$f$, fn, a.table_name, cols, new_cols, lockstep.rows_of(a, 'lockstep_new'), lockstep.rows_of(a, 'lockstep_old'),
+      lockstep.key_match(a, 't', 'n'), keys, lockstep.key_match(a, 't', 'g'), a.table_name, lockstep.key_match(a, 't', 'o'));
+    RETURN fn;
+END $gen$;
+
 -- Records what apply needs to know about a table; called on attach and after every DDL.
 CREATE FUNCTION lockstep.describe(rel regclass, mode text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     keys text[];
+    described lockstep.attached;
+    was_internal text := current_setting('lockstep.internal', true);
 BEGIN
     SELECT array_agg(quote_ident(a.attname) ORDER BY array_position(i.indkey::int2[], a.attnum))
       INTO keys
@@ -197,7 +280,11 @@ BEGIN
            lockstep.table_sequences(rel), mode
     ON CONFLICT (table_name) DO UPDATE
        SET key_columns = excluded.key_columns, data_columns = excluded.data_columns,
-           sequences = excluded.sequences, capture_mode = excluded.capture_mode;
+           sequences = excluded.sequences, capture_mode = excluded.capture_mode
+    RETURNING * INTO described;
+    PERFORM set_config('lockstep.internal', 'on', true);
+    UPDATE lockstep.attached SET applier = lockstep.generate_applier(described) WHERE table_name = described.table_name;
+    PERFORM set_config('lockstep.internal', coalesce(was_internal, ''), true);
 END $$;
 
 -- Installs the capture triggers on one node. Idempotent.
@@ -254,31 +341,20 @@ BEGIN
     FOR a IN SELECT * FROM lockstep.attached LOOP
         IF to_regclass(a.table_name) IS NULL THEN
             DELETE FROM lockstep.attached WHERE table_name = a.table_name;
+            PERFORM set_config('lockstep.internal', 'on', true);
+            EXECUTE format('DROP FUNCTION IF EXISTS %s', a.applier);
+            PERFORM set_config('lockstep.internal', '', true);
         ELSE
             PERFORM lockstep.describe(a.table_name::regclass, a.capture_mode);
         END IF;
     END LOOP;
 END $$;
 
--- DDL capture: the statement text is recorded for replay on the mirror, new tables with a
--- primary key are attached, and attachments are refreshed.
-CREATE FUNCTION lockstep.on_ddl() RETURNS event_trigger
+-- Records the statement text of a DDL command for replay on the mirror (once per statement,
+-- however many commands it ran) and refreshes the attachments.
+CREATE FUNCTION lockstep.capture_ddl() RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    c record;
-    relevant boolean := false;
 BEGIN
-    IF current_setting('lockstep.internal', true) = 'on' THEN
-        RETURN;
-    END IF;
-    FOR c IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
-        IF c.schema_name IS NULL OR (c.schema_name NOT LIKE 'pg\_temp%' AND c.schema_name <> 'lockstep') THEN
-            relevant := true;
-        END IF;
-    END LOOP;
-    IF NOT relevant THEN
-        RETURN;
-    END IF;
     PERFORM lockstep.fence();
     IF NOT EXISTS (SELECT 1 FROM lockstep.capture
                     WHERE xid = pg_current_xact_id() AND kind = 'S'
@@ -286,6 +362,21 @@ BEGIN
         INSERT INTO lockstep.capture (kind, ddl, ddl_path) VALUES ('S', current_query(), current_setting('search_path'));
     END IF;
     PERFORM lockstep.refresh_attached();
+END $$;
+
+-- DDL capture: the statement is recorded for replay, new tables with a primary key are attached.
+-- Commands on temporary objects and on Lockstep's own schema are not mirrored.
+CREATE FUNCTION lockstep.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+BEGIN
+    IF current_setting('lockstep.internal', true) = 'on' OR NOT EXISTS (
+            SELECT 1 FROM pg_event_trigger_ddl_commands()
+             WHERE schema_name IS NULL OR (schema_name NOT LIKE 'pg\_temp%' AND schema_name <> 'lockstep')) THEN
+        RETURN;
+    END IF;
+    PERFORM lockstep.capture_ddl();
     FOR c IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
               WHERE object_type IN ('table')
                 AND command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
@@ -304,16 +395,16 @@ BEGIN
     END LOOP;
 END $$;
 
+-- DROP commands are not listed at ddl_command_end; they are captured here.
 CREATE FUNCTION lockstep.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('lockstep.internal', true) = 'on' THEN
+    IF current_setting('lockstep.internal', true) = 'on' OR NOT EXISTS (
+            SELECT 1 FROM pg_event_trigger_dropped_objects()
+             WHERE NOT is_temporary AND (schema_name IS NULL OR schema_name <> 'lockstep')) THEN
         RETURN;
     END IF;
-    DELETE FROM lockstep.attached a
-     WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
-                    WHERE d.object_type = 'table'
-                      AND quote_ident(d.schema_name) || '.' || quote_ident(d.object_name) = a.table_name);
+    PERFORM lockstep.capture_ddl();
 END $$;
 
 CREATE EVENT TRIGGER lockstep_ddl ON ddl_command_end EXECUTE FUNCTION lockstep.on_ddl();
@@ -354,8 +445,9 @@ BEGIN
     END IF;
     PERFORM lockstep.refuse_unkeyed_tables();
     WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() AND kind <> 'N' RETURNING *)
-    SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-               'k', kind, 't', table_name, 'n', new_rows, 'o', old_rows, 'q', ddl, 'p', ddl_path)) ORDER BY ord)
+    -- json_agg: jsonb_agg re-encodes large jsonb values and grows quadratically with them.
+    SELECT json_agg(json_strip_nulls(json_build_object(
+               'k', kind, 't', table_name, 'n', new_rows, 'o', old_rows, 'q', ddl, 'p', ddl_path)) ORDER BY ord)::jsonb
       INTO entries FROM drained;
     IF entries IS NULL THEN
         RETURN NULL;
@@ -374,40 +466,11 @@ BEGIN
     RETURN to_jsonb(rec);
 END $$;
 
--- The rows of a change entry, parsed back from their text form into the table's row type.
--- OFFSET 0 keeps the cast from being evaluated once per column.
-CREATE FUNCTION lockstep.rows_of(a lockstep.attached, param text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT format('(SELECT (r).* FROM (SELECT x::%s AS r FROM jsonb_array_elements_text(%s) x OFFSET 0) s)', a.table_name, param)
-$$;
-
--- Key and column lists of an attached table, spelled for apply's statements.
-CREATE FUNCTION lockstep.key_match(a lockstep.attached, l text, r text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT '(' || string_agg(l || '.' || k, ',') || ') = (' || string_agg(r || '.' || k, ',') || ')'
-      FROM unnest(a.key_columns) k
-$$;
-
-CREATE FUNCTION lockstep.diverged(what text, tbl text, expected bigint, actual bigint) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'lockstep: mirror node % diverged from the principal: % on % expected % rows, found %',
-        (SELECT node_name FROM lockstep.node_state), what, tbl, expected, actual
-        USING ERRCODE = 'XX001';
-END $$;
-
 CREATE FUNCTION lockstep.apply_entry(e jsonb) RETURNS void
 LANGUAGE plpgsql
 SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
 DECLARE
     a lockstep.attached;
-    cols text;
-    keys text;
-    n_new bigint := coalesce(jsonb_array_length(e->'n'), 0);
-    n_old bigint := coalesce(jsonb_array_length(e->'o'), 0);
-    updated bigint;
-    deleted bigint;
-    inserted bigint;
     path text;
 BEGIN
     IF e->>'k' = 'S' THEN
@@ -426,43 +489,11 @@ BEGIN
         RAISE EXCEPTION 'lockstep: table % is not attached on mirror node %', e->>'t',
             (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
     END IF;
-    cols := array_to_string(a.data_columns, ',');
-    keys := array_to_string(a.key_columns, ',');
-    CASE e->>'k'
-    WHEN 'I' THEN
-        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s n',
-                       a.table_name, cols, cols, lockstep.rows_of(a, '$1')) USING e->'n';
-    WHEN 'U' THEN
-        EXECUTE format('UPDATE %s t SET (%s) = ROW(%s) FROM %s n WHERE %s',
-                       a.table_name, cols, 'n.' || array_to_string(a.data_columns, ',n.'), lockstep.rows_of(a, '$1'),
-                       lockstep.key_match(a, 't', 'n')) USING e->'n';
-        GET DIAGNOSTICS updated = ROW_COUNT;
-        IF updated <> n_new THEN
-            -- Some primary keys changed: remove the rows whose key is gone, add the new keys.
-            EXECUTE format('DELETE FROM %1$s t USING (SELECT %2$s FROM %4$s o EXCEPT SELECT %2$s FROM %5$s n) g WHERE %3$s',
-                           a.table_name, keys, lockstep.key_match(a, 't', 'g'),
-                           lockstep.rows_of(a, '$1'), lockstep.rows_of(a, '$2')) USING e->'o', e->'n';
-            GET DIAGNOSTICS deleted = ROW_COUNT;
-            EXECUTE format('INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE SELECT %2$s FROM %4$s n'
-                           ' WHERE NOT EXISTS (SELECT 1 FROM %1$s t WHERE %3$s)',
-                           a.table_name, cols, lockstep.key_match(a, 't', 'n'), lockstep.rows_of(a, '$1')) USING e->'n';
-            GET DIAGNOSTICS inserted = ROW_COUNT;
-            IF updated + deleted <> n_old OR inserted <> n_new - updated THEN
-                PERFORM lockstep.diverged('update', a.table_name, n_old, updated + deleted);
-            END IF;
-        END IF;
-    WHEN 'D' THEN
-        EXECUTE format('DELETE FROM %s t USING %s o WHERE %s',
-                       a.table_name, lockstep.rows_of(a, '$1'), lockstep.key_match(a, 't', 'o')) USING e->'o';
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-        IF deleted <> n_old THEN
-            PERFORM lockstep.diverged('delete', a.table_name, n_old, deleted);
-        END IF;
-    WHEN 'T' THEN
+    IF e->>'k' = 'T' THEN
         EXECUTE format('TRUNCATE %s CASCADE', a.table_name);
     ELSE
-        RAISE EXCEPTION 'lockstep: unknown change kind % in a journal record', e->>'k' USING ERRCODE = 'XX000';
-    END CASE;
+        EXECUTE format('SELECT %s($1, $2, $3)', a.applier) USING (e->>'k')::"char", e->'n', e->'o';
+    END IF;
 END $$;
 
 -- Moves a sequence forward to at least the position the principal reported. The session lock

@@ -62,6 +62,14 @@ class DdlMigrationTest {
             st.execute("INSERT INTO ticket (product_id) SELECT id FROM product WHERE id <= 10");
             st.execute("ALTER TABLE product RENAME COLUMN name TO title");
             c.commit();
+            st.execute("CREATE TABLE obsolete (id int PRIMARY KEY)");
+            st.execute("CREATE VIEW obsolete_view AS SELECT 1 AS one");
+            st.execute("CREATE FUNCTION obsolete_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+            c.commit();
+            st.execute("DROP TABLE obsolete");
+            st.execute("DROP VIEW obsolete_view");
+            st.execute("DROP FUNCTION obsolete_fn()");
+            c.commit();
             assertThat(ds.partnership().attachedTables()).containsExactly("public.product", "public.ticket");
             assertIdenticalSchemasAndData(pair, ds, List.of("product", "ticket"));
         }
