@@ -49,7 +49,7 @@ CREATE TABLE lockstep.journal (
     gid          text        NOT NULL UNIQUE,
     origin       text        NOT NULL,      -- the node that was principal when it committed
     committed_at timestamptz NOT NULL,
-    changes      jsonb       NOT NULL,
+    changes      json        NOT NULL,      -- json keeps the text as produced: no re-encoding on either node
     PRIMARY KEY (epoch, seq)
 );
 CREATE SEQUENCE lockstep.journal_seq;
@@ -71,6 +71,36 @@ BEGIN
         RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the coordinator acts at epoch %',
             s.node_name, s.role, s.epoch, coordinator_epoch USING ERRCODE = '25006';
     END IF;
+END $$;
+
+-- One row per transaction that captured changes, until collect() drains them. Its deferred
+-- constraint trigger refuses a commit that bypassed the protocol: otherwise the principal would
+-- hold changes the mirror never saw.
+CREATE UNLOGGED TABLE lockstep.capture_guard (
+    xid xid8 PRIMARY KEY DEFAULT pg_current_xact_id()
+);
+
+CREATE FUNCTION lockstep.refuse_uncollected() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM lockstep.capture_guard WHERE xid = NEW.xid) THEN
+        RAISE EXCEPTION 'lockstep: transaction changed mirrored tables on node % but committed outside the Lockstep commit protocol; it was rolled back so the nodes stay identical',
+            (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '25006';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER lockstep_refuse_uncollected AFTER INSERT ON lockstep.capture_guard
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lockstep.refuse_uncollected();
+
+-- Called by the first capture of a transaction (later ones see lockstep.capturing set to the
+-- transaction id): checks the fence, taking the shared lock for the rest of the transaction, and
+-- sets the guard.
+CREATE FUNCTION lockstep.begin_capture() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lockstep.fence();
+    INSERT INTO lockstep.capture_guard DEFAULT VALUES ON CONFLICT DO NOTHING;
+    PERFORM set_config('lockstep.capturing', pg_current_xact_id()::text, true);
 END $$;
 
 -- Changes this node's role and epoch. The exclusive lock waits for every transaction that read
@@ -95,7 +125,9 @@ CREATE FUNCTION lockstep.capture_insert() RETURNS trigger
 LANGUAGE plpgsql
 SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
 BEGIN
-    PERFORM lockstep.fence();
+    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        PERFORM lockstep.begin_capture();
+    END IF;
     INSERT INTO lockstep.capture (kind, table_name, new_rows)
     SELECT 'I', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(n::text)
       FROM lockstep_new n HAVING count(*) > 0;
@@ -106,7 +138,9 @@ CREATE FUNCTION lockstep.capture_update() RETURNS trigger
 LANGUAGE plpgsql
 SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
 BEGIN
-    PERFORM lockstep.fence();
+    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        PERFORM lockstep.begin_capture();
+    END IF;
     INSERT INTO lockstep.capture (kind, table_name, new_rows, old_rows)
     SELECT 'U', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), n.rows, o.rows
       FROM (SELECT jsonb_agg(x::text) AS rows FROM lockstep_new x) n,
@@ -119,7 +153,9 @@ CREATE FUNCTION lockstep.capture_delete() RETURNS trigger
 LANGUAGE plpgsql
 SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
 BEGIN
-    PERFORM lockstep.fence();
+    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        PERFORM lockstep.begin_capture();
+    END IF;
     INSERT INTO lockstep.capture (kind, table_name, old_rows)
     SELECT 'D', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(o::text)
       FROM lockstep_old o HAVING count(*) > 0;
@@ -129,7 +165,9 @@ END $$;
 CREATE FUNCTION lockstep.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lockstep.fence();
+    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        PERFORM lockstep.begin_capture();
+    END IF;
     INSERT INTO lockstep.capture (kind, table_name)
     VALUES ('T', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME));
     RETURN NULL;
@@ -143,7 +181,9 @@ SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postg
 DECLARE
     t text := quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME);
 BEGIN
-    PERFORM lockstep.fence();
+    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        PERFORM lockstep.begin_capture();
+    END IF;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO lockstep.capture (kind, table_name, new_rows) VALUES ('I', t, jsonb_build_array(NEW::text));
     ELSIF TG_OP = 'UPDATE' THEN
@@ -257,6 +297,34 @@ $f$, fn, a.table_name, cols, new_cols, lockstep.rows_of(a, 'lockstep_new'), lock
     RETURN fn;
 END $gen$;
 
+
+-- Writes lockstep.dispatch(), which calls each attached table's applier by a static call (cached
+-- by PL/pgSQL) instead of dynamic SQL. Rewritten whenever the set of attached tables changes.
+CREATE FUNCTION lockstep.generate_dispatcher() RETURNS void
+LANGUAGE plpgsql AS $gen$
+DECLARE
+    branches text;
+    was_internal text := current_setting('lockstep.internal', true);
+BEGIN
+    SELECT string_agg(format('        WHEN %L THEN PERFORM %s(kind, new_rows, old_rows);', table_name, applier), E'\n' ORDER BY table_name)
+      INTO branches FROM lockstep.attached WHERE applier IS NOT NULL;
+    PERFORM set_config('lockstep.internal', 'on', true);
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION lockstep.dispatch(tbl text, kind "char", new_rows jsonb, old_rows jsonb) RETURNS void
+LANGUAGE plpgsql AS $body$
+BEGIN
+    CASE tbl
+%s
+    ELSE
+        RAISE EXCEPTION 'lockstep: table %% is not attached on mirror node %%', tbl,
+            (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
+    END CASE;
+END
+$body$
+$f$, coalesce(branches, '        WHEN NULL THEN NULL;'));
+    PERFORM set_config('lockstep.internal', coalesce(was_internal, ''), true);
+END $gen$;
+
 -- Records what apply needs to know about a table; called on attach and after every DDL.
 CREATE FUNCTION lockstep.describe(rel regclass, mode text) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -285,6 +353,7 @@ BEGIN
     PERFORM set_config('lockstep.internal', 'on', true);
     UPDATE lockstep.attached SET applier = lockstep.generate_applier(described) WHERE table_name = described.table_name;
     PERFORM set_config('lockstep.internal', coalesce(was_internal, ''), true);
+    PERFORM lockstep.generate_dispatcher();
 END $$;
 
 -- Installs the capture triggers on one node. Idempotent.
@@ -327,7 +396,7 @@ END $$;
 CREATE FUNCTION lockstep.attach(rel regclass, mode text DEFAULT 'statement') RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lockstep.fence();
+    PERFORM lockstep.begin_capture();
     PERFORM lockstep.attach_local(rel, mode);
     INSERT INTO lockstep.capture (kind, table_name, ddl) VALUES ('A', lockstep.qualified(rel), mode);
 END $$;
@@ -344,6 +413,7 @@ BEGIN
             PERFORM set_config('lockstep.internal', 'on', true);
             EXECUTE format('DROP FUNCTION IF EXISTS %s', a.applier);
             PERFORM set_config('lockstep.internal', '', true);
+            PERFORM lockstep.generate_dispatcher();
         ELSE
             PERFORM lockstep.describe(a.table_name::regclass, a.capture_mode);
         END IF;
@@ -355,7 +425,7 @@ END $$;
 CREATE FUNCTION lockstep.capture_ddl() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lockstep.fence();
+    PERFORM lockstep.begin_capture();
     IF NOT EXISTS (SELECT 1 FROM lockstep.capture
                     WHERE xid = pg_current_xact_id() AND kind = 'S'
                       AND stmt_at = statement_timestamp() AND ddl = current_query()) THEN
@@ -416,12 +486,12 @@ LANGUAGE sql STABLE AS $$ SELECT pg_sequence_last_value(seq::regclass) $$;
 
 -- A permanent table created through Lockstep must end its transaction attached, or its rows
 -- would silently exist on the principal alone.
-CREATE FUNCTION lockstep.refuse_unkeyed_tables() RETURNS void
+CREATE FUNCTION lockstep.refuse_unkeyed_tables(created text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     t text;
 BEGIN
-    FOR t IN DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() AND kind = 'N' RETURNING table_name LOOP
+    FOREACH t IN ARRAY created LOOP
         IF to_regclass(t) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM lockstep.attached WHERE table_name = t) THEN
             RAISE EXCEPTION 'lockstep: table % was created without a primary key; a mirrored table needs one to address its rows (add PRIMARY KEY, or make it TEMPORARY or UNLOGGED to keep it off the mirror)', t
                 USING ERRCODE = '42P16';
@@ -432,38 +502,52 @@ END $$;
 -- Called on the principal at commit. Checks the fence, drains the transaction's captured rows
 -- into one journal record and returns that record; NULL when nothing mirrored changed, so the
 -- transaction commits on the principal alone.
-CREATE FUNCTION lockstep.collect(p_gid text) RETURNS jsonb
+CREATE FUNCTION lockstep.collect(p_gid text) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    s lockstep.node_state;
-    entries jsonb;
-    positions jsonb;
-    rec lockstep.journal;
+    entries json;
+    touched text[];
+    unkeyed text[];
+    result json;
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM lockstep.refuse_unkeyed_tables();
-    WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() AND kind <> 'N' RETURNING *)
     -- json_agg: jsonb_agg re-encodes large jsonb values and grows quadratically with them.
+    WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() RETURNING *),
+         unguarded AS (DELETE FROM lockstep.capture_guard WHERE xid = pg_current_xact_id())
     SELECT json_agg(json_strip_nulls(json_build_object(
-               'k', kind, 't', table_name, 'n', new_rows, 'o', old_rows, 'q', ddl, 'p', ddl_path)) ORDER BY ord)::jsonb
-      INTO entries FROM drained;
+               'k', kind, 't', table_name, 'n', new_rows, 'o', old_rows, 'q', ddl, 'p', ddl_path)) ORDER BY ord)
+               FILTER (WHERE kind <> 'N'),
+           array_agg(DISTINCT table_name) FILTER (WHERE kind <> 'N'),
+           array_agg(table_name) FILTER (WHERE kind = 'N')
+      INTO entries, touched, unkeyed FROM drained;
+    IF unkeyed IS NOT NULL THEN
+        PERFORM lockstep.refuse_unkeyed_tables(unkeyed);
+    END IF;
     IF entries IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM lockstep.fence();
-    SELECT * INTO s FROM lockstep.node_state;
-    SELECT jsonb_object_agg(q.seq, q.pos) INTO positions
-      FROM (SELECT seq, lockstep.sequence_position(seq) AS pos
-              FROM (SELECT DISTINCT unnest(a.sequences) AS seq FROM lockstep.attached a
-                     WHERE a.table_name IN (SELECT e->>'t' FROM jsonb_array_elements(entries) e)) u) q
-     WHERE q.pos IS NOT NULL;
+    -- The node_state row was read under the shared lock by the first capture (fence); the
+    -- conditions repeat the fence so that a record is never written at another role or epoch.
     INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
-    VALUES (s.epoch, nextval('lockstep.journal_seq'), p_gid, s.node_name, clock_timestamp(),
-            jsonb_build_object('e', entries, 's', coalesce(positions, '{}')))
-    RETURNING * INTO rec;
-    RETURN to_jsonb(rec);
+    SELECT s.epoch, nextval('lockstep.journal_seq'), p_gid, s.node_name, clock_timestamp(),
+           json_build_object('e', entries, 's', coalesce(
+               (SELECT json_object_agg(q.seq, q.pos)
+                  FROM (SELECT u.seq, lockstep.sequence_position(u.seq) AS pos
+                          FROM (SELECT DISTINCT unnest(a.sequences) AS seq FROM lockstep.attached a
+                                 WHERE a.table_name = ANY (touched)) u) q
+                 WHERE q.pos IS NOT NULL), '{}'::json))
+      FROM lockstep.node_state s
+     WHERE s.role = 'principal' AND s.epoch = nullif(current_setting('lockstep.epoch', true), '')::bigint
+    RETURNING json_build_object('epoch', epoch, 'seq', seq, 'gid', gid, 'origin', origin,
+                                'committed_at', committed_at, 'changes', changes) INTO result;
+    IF result IS NULL THEN
+        PERFORM lockstep.fence();
+        RAISE EXCEPTION 'lockstep: node % refused the journal record of transaction %', 
+            (SELECT node_name FROM lockstep.node_state), p_gid USING ERRCODE = '25006';
+    END IF;
+    RETURN result;
 END $$;
 
 CREATE FUNCTION lockstep.apply_entry(e jsonb) RETURNS void
@@ -503,6 +587,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     k bigint := hashtextextended('lockstep.sequence:' || seq, 0);
 BEGIN
+    IF lockstep.sequence_position(seq) >= pos THEN
+        RETURN;
+    END IF;
     PERFORM pg_advisory_lock(k);
     IF coalesce(lockstep.sequence_position(seq), -9223372036854775808) < pos THEN
         PERFORM setval(seq::regclass, pos, true);
@@ -512,31 +599,36 @@ END $$;
 
 -- Called on the mirror, inside the mirror transaction that is then prepared: checks the fence,
 -- applies a journal record produced by collect() and stores the same record.
-CREATE FUNCTION lockstep.apply(rec jsonb) RETURNS void
+CREATE FUNCTION lockstep.apply(rec json) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     s lockstep.node_state;
+    r jsonb := rec::jsonb;
     e jsonb;
     q record;
 BEGIN
     SELECT * INTO s FROM lockstep.node_state;
-    IF s.role <> 'mirror' OR s.epoch <> (rec->>'epoch')::bigint THEN
+    IF s.role <> 'mirror' OR s.epoch <> (r->>'epoch')::bigint THEN
         RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the journal record % is of epoch %',
-            s.node_name, s.role, s.epoch, rec->>'gid', rec->>'epoch' USING ERRCODE = '25006';
+            s.node_name, s.role, s.epoch, r->>'gid', r->>'epoch' USING ERRCODE = '25006';
     END IF;
     IF current_setting('session_replication_role') <> 'replica' THEN
         RAISE EXCEPTION 'lockstep: apply on node % needs session_replication_role = replica', s.node_name
             USING ERRCODE = '55000';
     END IF;
-    FOR e IN SELECT * FROM jsonb_array_elements(rec->'changes'->'e') LOOP
-        PERFORM lockstep.apply_entry(e);
+    FOR e IN SELECT * FROM jsonb_array_elements(r->'changes'->'e') LOOP
+        IF e->>'k' IN ('I', 'U', 'D') THEN
+            PERFORM lockstep.dispatch(e->>'t', (e->>'k')::"char", e->'n', e->'o');
+        ELSE
+            PERFORM lockstep.apply_entry(e);
+        END IF;
     END LOOP;
-    FOR q IN SELECT key, value FROM jsonb_each_text(rec->'changes'->'s') LOOP
+    FOR q IN SELECT key, value FROM jsonb_each_text(r->'changes'->'s') LOOP
         PERFORM lockstep.advance_sequence(q.key, q.value::bigint);
     END LOOP;
     INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
-    VALUES ((rec->>'epoch')::bigint, (rec->>'seq')::bigint, rec->>'gid', rec->>'origin',
-            (rec->>'committed_at')::timestamptz, rec->'changes');
+    VALUES ((r->>'epoch')::bigint, (r->>'seq')::bigint, r->>'gid', r->>'origin',
+            (r->>'committed_at')::timestamptz, rec->'changes');
 END $$;
 
 -- Per-table checksum for verification: row count and an order-independent sum of row hashes.
@@ -557,19 +649,5 @@ CREATE TABLE lockstep.schema_version (
     installed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 INSERT INTO lockstep.schema_version (version) VALUES (1);
+SELECT lockstep.generate_dispatcher();
 
--- Safety net: a transaction whose captured rows were never collected must not commit, or the
--- principal would hold changes the mirror never saw. collect() deletes the rows, so this only
--- fires for a commit that bypassed the protocol (for example through an unwrapped connection).
-CREATE FUNCTION lockstep.refuse_uncollected() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM lockstep.capture WHERE xid = NEW.xid AND ord = NEW.ord) THEN
-        RAISE EXCEPTION 'lockstep: transaction changed mirrored table % on node % but committed outside the Lockstep commit protocol; it was rolled back so the nodes stay identical',
-            coalesce(NEW.table_name, '(ddl)'), (SELECT node_name FROM lockstep.node_state)
-            USING ERRCODE = '25006';
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER lockstep_refuse_uncollected AFTER INSERT ON lockstep.capture
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lockstep.refuse_uncollected();

@@ -162,7 +162,7 @@ public final class CommitProtocol implements TransactionCommitter {
         try {
             mirror = mirrorPool.getConnection();
             try (PreparedStatement ps = mirror.prepareStatement(
-                    "SELECT lockstep.apply(?::jsonb); PREPARE TRANSACTION " + Nodes.quoted(gid))) {
+                    "SELECT lockstep.apply(?::json); PREPARE TRANSACTION " + Nodes.quoted(gid))) {
                 ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
                 ps.setString(1, record);
                 ps.execute();
