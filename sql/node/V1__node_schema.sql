@@ -241,8 +241,10 @@ END $$;
 
 
 -- Writes, for one attached table, a function that applies its change entries with static SQL,
--- so that every statement is planned once per session rather than on every transaction. Index
--- lookups are forced because the planner cannot know how many rows an entry holds.
+-- so that every statement is planned once per session rather than on every transaction. The
+-- coordinator's mirror sessions start with index lookups forced (the planner cannot know how many
+-- rows an entry holds) and with the output settings capture pins, so the function carries no SET
+-- clauses to switch on every call.
 CREATE FUNCTION lockstep.generate_applier(a lockstep.attached) RETURNS text
 LANGUAGE plpgsql AS $gen$
 DECLARE
@@ -253,9 +255,7 @@ DECLARE
 BEGIN
     EXECUTE format($f$
 CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb) RETURNS void
-LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
-SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $body$
+LANGUAGE plpgsql AS $body$
 #variable_conflict use_column
 DECLARE
     lockstep_new_count bigint := coalesce(jsonb_array_length(lockstep_new), 0);

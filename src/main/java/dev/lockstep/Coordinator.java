@@ -128,8 +128,11 @@ final class Coordinator implements AutoCloseable {
     private Properties mirrorProperties() {
         Properties p = new Properties();
         p.setProperty("socketTimeout", Long.toString(config.remoteCallTimeout().toSeconds() + 5));
-        // Set at connection start: user triggers and capture do not fire while applying.
-        p.setProperty("options", "-c session_replication_role=replica");
+        // Set at connection start, without a round trip: user triggers and capture do not fire
+        // while applying; row images parse as capture wrote them; appliers look rows up by key.
+        p.setProperty("options", "-c session_replication_role=replica -c extra_float_digits=3 -c DateStyle=ISO,YMD"
+                + " -c IntervalStyle=postgres -c bytea_output=hex -c enable_seqscan=off -c enable_hashjoin=off"
+                + " -c enable_mergejoin=off");
         return p;
     }
 

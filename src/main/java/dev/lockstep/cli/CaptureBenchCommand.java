@@ -186,26 +186,14 @@ public final class CaptureBenchCommand {
     }
 
     /** Inserts one row per transaction, with ids shared among the clients. */
-    private static final class SingleRowInsert implements ClientRunner.Client {
-        private final Connection connection;
+    private static final class SingleRowInsert extends ConnectionClient {
         private final PreparedStatement insert;
         private final AtomicLong ids;
 
         SingleRowInsert(Connection connection, String table, AtomicLong ids) throws SQLException {
-            this.connection = connection;
+            super(connection);
             this.ids = ids;
-            try {
-                connection.setAutoCommit(false);
-                insert = connection.prepareStatement("INSERT INTO " + table + " (id, v, pad) VALUES (?, ?, ?)");
-            } catch (SQLException e) {
-                connection.close();
-                throw e;
-            }
-        }
-
-        @Override
-        public Connection connection() {
-            return connection;
+            insert = prepare("INSERT INTO " + table + " (id, v, pad) VALUES (?, ?, ?)");
         }
 
         @Override
@@ -216,38 +204,22 @@ public final class CaptureBenchCommand {
             insert.executeUpdate();
         }
 
-        @Override
-        public void close() throws SQLException {
-            connection.close();
-        }
     }
 
     /**
      * One statement per transaction over the next batch of ids: parameters are the pad text and
      * the first and last id of the batch.
      */
-    private static final class BulkStatement implements ClientRunner.Client {
-        private final Connection connection;
+    private static final class BulkStatement extends ConnectionClient {
         private final PreparedStatement statement;
         private final AtomicLong batches;
         private final int rows;
 
         BulkStatement(Connection connection, String sql, AtomicLong batches, int rows) throws SQLException {
-            this.connection = connection;
+            super(connection);
             this.batches = batches;
             this.rows = rows;
-            try {
-                connection.setAutoCommit(false);
-                statement = connection.prepareStatement(sql);
-            } catch (SQLException e) {
-                connection.close();
-                throw e;
-            }
-        }
-
-        @Override
-        public Connection connection() {
-            return connection;
+            statement = prepare(sql);
         }
 
         @Override
@@ -262,9 +234,5 @@ public final class CaptureBenchCommand {
             }
         }
 
-        @Override
-        public void close() throws SQLException {
-            connection.close();
-        }
     }
 }

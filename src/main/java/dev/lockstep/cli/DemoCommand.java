@@ -193,28 +193,16 @@ public final class DemoCommand {
     }
 
     /** One client of the demo: moves a random amount between two random accounts. */
-    private static final class TransferClient implements ClientRunner.Client {
-        private final Connection connection;
+    private static final class TransferClient extends ConnectionClient {
         private final PreparedStatement debit;
         private final PreparedStatement credit;
         private final PreparedStatement record;
 
         TransferClient(Connection connection) throws SQLException {
-            this.connection = connection;
-            try {
-                connection.setAutoCommit(false);
-                debit = connection.prepareStatement("UPDATE accounts SET balance = balance - ?, updated_at = now() WHERE id = ?");
-                credit = connection.prepareStatement("UPDATE accounts SET balance = balance + ?, updated_at = now() WHERE id = ?");
-                record = connection.prepareStatement("INSERT INTO transfers (src, dst, amount) VALUES (?, ?, ?)");
-            } catch (SQLException e) {
-                connection.close();
-                throw e;
-            }
-        }
-
-        @Override
-        public Connection connection() {
-            return connection;
+            super(connection);
+            debit = prepare("UPDATE accounts SET balance = balance - ?, updated_at = now() WHERE id = ?");
+            credit = prepare("UPDATE accounts SET balance = balance + ?, updated_at = now() WHERE id = ?");
+            record = prepare("INSERT INTO transfers (src, dst, amount) VALUES (?, ?, ?)");
         }
 
         @Override
@@ -237,9 +225,5 @@ public final class DemoCommand {
             record.executeUpdate();
         }
 
-        @Override
-        public void close() throws SQLException {
-            connection.close();
-        }
     }
 }

@@ -82,8 +82,7 @@ public final class TpcbWorkload {
         return new TpcbClient(c, scale);
     }
 
-    private static final class TpcbClient implements ClientRunner.Client {
-        private final Connection connection;
+    private static final class TpcbClient extends ConnectionClient {
         private final int scale;
         private final PreparedStatement updateAccount;
         private final PreparedStatement selectAccount;
@@ -92,25 +91,14 @@ public final class TpcbWorkload {
         private final PreparedStatement insertHistory;
 
         TpcbClient(Connection connection, int scale) throws SQLException {
-            this.connection = connection;
+            super(connection);
             this.scale = scale;
-            try {
-                connection.setAutoCommit(false);
-                updateAccount = connection.prepareStatement("UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?");
-                selectAccount = connection.prepareStatement("SELECT abalance FROM pgbench_accounts WHERE aid = ?");
-                updateTeller = connection.prepareStatement("UPDATE pgbench_tellers SET tbalance = tbalance + ? WHERE tid = ?");
-                updateBranch = connection.prepareStatement("UPDATE pgbench_branches SET bbalance = bbalance + ? WHERE bid = ?");
-                insertHistory = connection.prepareStatement(
-                        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP)");
-            } catch (SQLException e) {
-                connection.close();
-                throw e;
-            }
-        }
-
-        @Override
-        public Connection connection() {
-            return connection;
+            updateAccount = prepare("UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?");
+            selectAccount = prepare("SELECT abalance FROM pgbench_accounts WHERE aid = ?");
+            updateTeller = prepare("UPDATE pgbench_tellers SET tbalance = tbalance + ? WHERE tid = ?");
+            updateBranch = prepare("UPDATE pgbench_branches SET bbalance = bbalance + ? WHERE bid = ?");
+            insertHistory = prepare(
+                    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP)");
         }
 
         @Override
@@ -139,9 +127,5 @@ public final class TpcbWorkload {
             insertHistory.executeUpdate();
         }
 
-        @Override
-        public void close() throws SQLException {
-            connection.close();
-        }
     }
 }

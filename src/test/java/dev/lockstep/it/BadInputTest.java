@@ -3,8 +3,6 @@ package dev.lockstep.it;
 import dev.lockstep.LockstepDataSource;
 import dev.lockstep.NodeConfig;
 import dev.lockstep.testing.PgNode;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -19,19 +17,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** Bad input gets a clear SQLException with a real SQLSTATE, and nothing is half-applied on either node. */
-class BadInputTest {
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
+class BadInputTest extends OnTwoNodes {
 
     private static String sqlState(Throwable e) {
         return ((SQLException) e).getSQLState();

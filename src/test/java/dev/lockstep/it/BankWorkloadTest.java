@@ -1,8 +1,6 @@
 package dev.lockstep.it;
 
 import dev.lockstep.LockstepDataSource;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -24,24 +22,12 @@ import static dev.lockstep.it.TwoNodes.value;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /** I1, I2, I3 under contention: many concurrent transfers over a few hot accounts. */
-class BankWorkloadTest {
+class BankWorkloadTest extends OnTwoNodes {
 
     private static final int THREADS = 16;
     private static final int TRANSFERS = 10_000;
     private static final int ACCOUNTS = 10;
     private static final long INITIAL = 1_000_000;
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
 
     @Test
     void concurrentTransfersLeaveBothNodesIdenticalAndBalanced() throws Exception {

@@ -2,8 +2,6 @@ package dev.lockstep.it;
 
 import dev.lockstep.CaptureMode;
 import dev.lockstep.LockstepDataSource;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -15,19 +13,7 @@ import static dev.lockstep.it.TwoNodes.value;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /** Every kind of row change is captured and applied, in both capture modes. */
-class CaptureTest {
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
+class CaptureTest extends OnTwoNodes {
 
     @ParameterizedTest
     @EnumSource(CaptureMode.class)

@@ -3,8 +3,6 @@ package dev.lockstep.it;
 import dev.lockstep.LockstepDataSource;
 import dev.lockstep.commit.CommitObserver;
 import dev.lockstep.core.CommitStep;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -27,19 +25,7 @@ import static org.awaitility.Awaitility.await;
  * resolution by a new coordinator both nodes are identical, nothing Lockstep prepared is left
  * and every acknowledged transaction is on both.
  */
-class CoordinatorCrashTest {
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
+class CoordinatorCrashTest extends OnTwoNodes {
 
     @ParameterizedTest
     @EnumSource(CommitStep.class)

@@ -2,8 +2,6 @@ package dev.lockstep.it;
 
 import dev.lockstep.LockstepDataSource;
 import org.flywaydb.core.Flyway;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -15,19 +13,7 @@ import static dev.lockstep.it.TwoNodes.rows;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /** DDL run through the data source is replayed on the mirror in the same two-phase commit. */
-class DdlMigrationTest {
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
+class DdlMigrationTest extends OnTwoNodes {
 
     private static void assertIdenticalSchemasAndData(TwoNodes.Pair pair, LockstepDataSource ds, List<String> tables) throws Exception {
         try (Connection p = pair.principal(); Connection m = pair.mirror()) {

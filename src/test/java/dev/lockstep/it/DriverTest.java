@@ -1,8 +1,6 @@
 package dev.lockstep.it;
 
 import dev.lockstep.LockstepDriver;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -21,19 +19,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** Tools that only take a JDBC URL reach a partnership through jdbc:lockstep:. */
-class DriverTest {
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
+class DriverTest extends OnTwoNodes {
 
     @Test
     void aJdbcUrlNamingAPartnershipFileGivesMirroredConnections(@TempDir Path dir) throws Exception {

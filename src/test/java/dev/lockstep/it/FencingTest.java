@@ -1,8 +1,6 @@
 package dev.lockstep.it;
 
 import dev.lockstep.LockstepDataSource;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -18,19 +16,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 /** I4: every transaction checks its node's (role, epoch) under a shared lock held to its end. */
-class FencingTest {
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
+class FencingTest extends OnTwoNodes {
 
     private static CompletableFuture<Void> changeRoleInBackground(TwoNodes.Pair pair, String role, long epoch) {
         return CompletableFuture.runAsync(() -> {

@@ -2,8 +2,6 @@ package dev.lockstep.it;
 
 import dev.lockstep.LockstepDataSource;
 import dev.lockstep.commit.InDoubtResolver;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -17,19 +15,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 /** I2: the resolver settles by rule, leaves young transactions of other coordinators alone and never touches foreign ones. */
-class InDoubtResolutionTest {
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
+class InDoubtResolutionTest extends OnTwoNodes {
 
     /** Prepares, on one node, a transaction that inserts {@code id} as another coordinator would. */
     private static void prepareAs(Connection node, String gid, int id, boolean withJournal) throws Exception {

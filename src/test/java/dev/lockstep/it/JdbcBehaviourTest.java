@@ -1,8 +1,6 @@
 package dev.lockstep.it;
 
 import dev.lockstep.LockstepDataSource;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -24,21 +22,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** Connections from LockstepDataSource behave like plain JDBC connections, and what commits is mirrored. */
-class JdbcBehaviourTest {
+class JdbcBehaviourTest extends OnTwoNodes {
 
-    private static TwoNodes nodes;
     private TwoNodes.Pair pair;
     private LockstepDataSource ds;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
 
     @BeforeEach
     void partnership() throws SQLException {

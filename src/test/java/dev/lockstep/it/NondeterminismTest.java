@@ -2,8 +2,6 @@ package dev.lockstep.it;
 
 import dev.lockstep.LockstepDataSource;
 import dev.lockstep.VerifyReport;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -14,19 +12,7 @@ import static dev.lockstep.it.TwoNodes.value;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /** The mirror receives the principal's results, so nondeterministic SQL cannot diverge (I3). */
-class NondeterminismTest {
-
-    private static TwoNodes nodes;
-
-    @BeforeAll
-    static void startNodes() {
-        nodes = TwoNodes.start();
-    }
-
-    @AfterAll
-    static void stopNodes() {
-        nodes.close();
-    }
+class NondeterminismTest extends OnTwoNodes {
 
     @Test
     void volatileFunctionsDefaultsSequencesAndUserTriggersGiveIdenticalRows() throws Exception {
