@@ -21,6 +21,7 @@ CREATE TABLE lockstep.attached (
     table_name   text PRIMARY KEY,          -- schema-qualified, quoted as by quote_ident
     key_columns  text[] NOT NULL,           -- primary key columns, quoted
     data_columns text[] NOT NULL,           -- every column that can be written (not generated), quoted
+    update_columns text[] NOT NULL,         -- the data columns an UPDATE may set (not GENERATED ALWAYS AS IDENTITY)
     sequences    text[] NOT NULL,           -- sequences its defaults and identity columns draw from
     capture_mode text   NOT NULL CHECK (capture_mode IN ('statement', 'row')),
     applier      text,                      -- generated function that applies its changes on this node
@@ -129,8 +130,8 @@ BEGIN
         PERFORM lockstep.begin_capture();
     END IF;
     INSERT INTO lockstep.capture (kind, table_name, new_rows)
-    SELECT 'I', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(n::text)
-      FROM lockstep_new n HAVING count(*) > 0;
+    SELECT 'I', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(lockstep_new::text)
+      FROM lockstep_new HAVING count(*) > 0;
     RETURN NULL;
 END $$;
 
@@ -143,8 +144,8 @@ BEGIN
     END IF;
     INSERT INTO lockstep.capture (kind, table_name, new_rows, old_rows)
     SELECT 'U', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), n.rows, o.rows
-      FROM (SELECT jsonb_agg(x::text) AS rows FROM lockstep_new x) n,
-           (SELECT jsonb_agg(x::text) AS rows FROM lockstep_old x) o
+      FROM (SELECT jsonb_agg(lockstep_new::text) AS rows FROM lockstep_new) n,
+           (SELECT jsonb_agg(lockstep_old::text) AS rows FROM lockstep_old) o
      WHERE n.rows IS NOT NULL;
     RETURN NULL;
 END $$;
@@ -157,8 +158,8 @@ BEGIN
         PERFORM lockstep.begin_capture();
     END IF;
     INSERT INTO lockstep.capture (kind, table_name, old_rows)
-    SELECT 'D', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(o::text)
-      FROM lockstep_old o HAVING count(*) > 0;
+    SELECT 'D', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(lockstep_old::text)
+      FROM lockstep_old HAVING count(*) > 0;
     RETURN NULL;
 END $$;
 
@@ -205,16 +206,17 @@ $$;
 -- The sequences a table's defaults and identity columns draw from.
 CREATE FUNCTION lockstep.table_sequences(rel regclass) RETURNS text[]
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(array_agg(DISTINCT lockstep.qualified(d.refobjid::regclass)), '{}')
-      FROM pg_depend d
-     WHERE d.refclassid = 'pg_class'::regclass
-       AND (SELECT relkind FROM pg_class WHERE oid = d.refobjid) = 'S'
-       AND ((d.classid = 'pg_attrdef'::regclass
-             AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = rel))
-         OR (d.classid = 'pg_class'::regclass AND d.objid = rel AND d.deptype = 'i')
-         OR (d.classid = 'pg_class'::regclass AND d.refobjid IN
-                (SELECT objid FROM pg_depend WHERE refobjid = rel AND deptype IN ('a', 'i')
-                   AND classid = 'pg_class'::regclass)))
+    SELECT coalesce(array_agg(DISTINCT lockstep.qualified(seq)), '{}')
+      FROM (-- sequences named in column defaults (serial, nextval(...))
+            SELECT d.refobjid AS seq FROM pg_depend d
+             WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = rel)
+            UNION
+            -- sequences owned by the table: identity columns ('i') and OWNED BY ('a')
+            SELECT d.objid FROM pg_depend d
+             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND d.refobjid = rel AND d.deptype IN ('a', 'i')) s
+     WHERE (SELECT relkind FROM pg_class WHERE oid = s.seq) = 'S'
 $$;
 
 -- The rows of a change entry, parsed back from their text form into the table's row type.
@@ -251,7 +253,10 @@ DECLARE
     fn text := 'lockstep.' || quote_ident('apply_' || md5(a.table_name));
     cols text := array_to_string(a.data_columns, ',');
     keys text := array_to_string(a.key_columns, ',');
-    new_cols text := 'n.' || array_to_string(a.data_columns, ',n.');
+    -- An identity column that is GENERATED ALWAYS may not be SET; it is a key and matches anyway.
+    -- With no other column, the UPDATE sets the first key to itself to count the rows.
+    set_cols text := coalesce(nullif(array_to_string(a.update_columns, ','), ''), a.key_columns[1]);
+    new_cols text := 'n.' || coalesce(nullif(array_to_string(a.update_columns, ',n.'), ''), a.key_columns[1]);
 BEGIN
     EXECUTE format($f$
 CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb) RETURNS void
@@ -267,7 +272,7 @@ BEGIN
     IF lockstep_kind = 'I' THEN
         INSERT INTO %2$s (%3$s) OVERRIDING SYSTEM VALUE SELECT %3$s FROM %5$s n;
     ELSIF lockstep_kind = 'U' THEN
-        UPDATE %2$s t SET (%3$s) = ROW(%4$s) FROM %5$s n WHERE %7$s;
+        UPDATE %2$s t SET (%12$s) = ROW(%4$s) FROM %5$s n WHERE %7$s;
         GET DIAGNOSTICS lockstep_updated = ROW_COUNT;
         IF lockstep_updated <> lockstep_new_count THEN
             -- Some primary keys changed: remove the rows whose key is gone, add the new keys.
@@ -293,7 +298,8 @@ BEGIN
 END
 $body$
 $f$, fn, a.table_name, cols, new_cols, lockstep.rows_of(a, 'lockstep_new'), lockstep.rows_of(a, 'lockstep_old'),
-      lockstep.key_match(a, 't', 'n'), keys, lockstep.key_match(a, 't', 'g'), a.table_name, lockstep.key_match(a, 't', 'o'));
+      lockstep.key_match(a, 't', 'n'), keys, lockstep.key_match(a, 't', 'g'), a.table_name, lockstep.key_match(a, 't', 'o'),
+      set_cols);
     RETURN fn;
 END $gen$;
 
@@ -341,13 +347,16 @@ BEGIN
         RAISE EXCEPTION 'lockstep: table % has no primary key; a mirrored table needs one to address its rows', rel
             USING ERRCODE = '42P16';
     END IF;
-    INSERT INTO lockstep.attached (table_name, key_columns, data_columns, sequences, capture_mode)
+    INSERT INTO lockstep.attached (table_name, key_columns, data_columns, update_columns, sequences, capture_mode)
     SELECT lockstep.qualified(rel), keys,
            (SELECT array_agg(quote_ident(attname) ORDER BY attnum) FROM pg_attribute
              WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped AND attgenerated = ''),
+           (SELECT coalesce(array_agg(quote_ident(attname) ORDER BY attnum), '{}') FROM pg_attribute
+             WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped AND attgenerated = '' AND attidentity <> 'a'),
            lockstep.table_sequences(rel), mode
     ON CONFLICT (table_name) DO UPDATE
        SET key_columns = excluded.key_columns, data_columns = excluded.data_columns,
+           update_columns = excluded.update_columns,
            sequences = excluded.sequences, capture_mode = excluded.capture_mode
     RETURNING * INTO described;
     PERFORM set_config('lockstep.internal', 'on', true);
@@ -513,9 +522,14 @@ BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN NULL;
     END IF;
+    -- Deferred triggers would otherwise run at PREPARE, after the drain, and their writes would
+    -- reach the principal alone: run them now, with the guard lifted so it does not refuse.
+    DELETE FROM lockstep.capture_guard WHERE xid = pg_current_xact_id();
+    SET CONSTRAINTS ALL IMMEDIATE;
+    -- Anything captured from here on sets the guard again, so a late write fails the commit.
+    PERFORM set_config('lockstep.capturing', '', true);
     -- json_agg: jsonb_agg re-encodes large jsonb values and grows quadratically with them.
-    WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() RETURNING *),
-         unguarded AS (DELETE FROM lockstep.capture_guard WHERE xid = pg_current_xact_id())
+    WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() RETURNING *)
     SELECT json_agg(json_strip_nulls(json_build_object(
                'k', kind, 't', table_name, 'n', new_rows, 'o', old_rows, 'q', ddl, 'p', ddl_path)) ORDER BY ord)
                FILTER (WHERE kind <> 'N'),
@@ -591,9 +605,15 @@ BEGIN
         RETURN;
     END IF;
     PERFORM pg_advisory_lock(k);
-    IF coalesce(lockstep.sequence_position(seq), -9223372036854775808) < pos THEN
-        PERFORM setval(seq::regclass, pos, true);
-    END IF;
+    BEGIN
+        IF coalesce(lockstep.sequence_position(seq), -9223372036854775808) < pos THEN
+            PERFORM setval(seq::regclass, pos, true);
+        END IF;
+    EXCEPTION WHEN OTHERS OR QUERY_CANCELED THEN
+        -- A session lock outlives the transaction: release it before the error leaves.
+        PERFORM pg_advisory_unlock(k);
+        RAISE;
+    END;
     PERFORM pg_advisory_unlock(k);
 END $$;
 

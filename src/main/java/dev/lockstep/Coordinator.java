@@ -48,7 +48,7 @@ final class Coordinator implements AutoCloseable {
         Set<String> inFlight = ConcurrentHashMap.newKeySet();
         this.principalPool = pool(config.principal(), config.poolSize(), principalProperties(epoch));
         this.mirrorPool = pool(config.mirror(), config.poolSize() + 2, mirrorProperties());
-        this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), config.coordinatorId(),
+        this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation(config),
                 config.principal().name(), config.mirror().name(), config.remoteCallTimeout()),
                 () -> epoch, mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections());
         this.resolver = new InDoubtResolver(config.partnership(),
@@ -155,6 +155,14 @@ final class Coordinator implements AutoCloseable {
         p.putAll(extra);
         h.setDataSourceProperties(p);
         return new HikariDataSource(h);
+    }
+
+    /**
+     * The coordinator id plus a part drawn at each start, so that a restarted coordinator, or two
+     * started from one properties file, never reuse a global transaction id.
+     */
+    private static String incarnation(LockstepConfig config) {
+        return config.coordinatorId() + "-" + Integer.toHexString(0x100000 + new java.security.SecureRandom().nextInt(0xf00000));
     }
 
     /** After one broken link to a node, the pool's other idle connections to it are replaced. */

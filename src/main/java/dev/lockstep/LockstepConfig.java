@@ -55,7 +55,7 @@ public final class LockstepConfig {
     public NodeConfig principal() { return principal; }
     /** The node that starts as mirror. */
     public NodeConfig mirror() { return mirror; }
-    /** This coordinator's id, part of every global transaction id it prepares. */
+    /** This coordinator's id (1-56 characters), part of every global transaction id it prepares. */
     public String coordinatorId() { return coordinatorId; }
     /** Connections per node for application transactions. */
     public int poolSize() { return poolSize; }
@@ -176,7 +176,7 @@ public final class LockstepConfig {
         private int poolSize = 10;
         private Duration remoteCallTimeout = Duration.ofSeconds(10);
         private Duration connectTimeout = Duration.ofSeconds(5);
-        private Duration inDoubtGrace = Duration.ofSeconds(30);
+        private Duration inDoubtGrace = Duration.ofSeconds(60);
         private Duration resolverInterval = Duration.ofSeconds(5);
         private boolean installSchema = true;
         private Clock clock = Clock.systemUTC();
@@ -220,8 +220,8 @@ public final class LockstepConfig {
             if (principal.jdbcUrl().equals(mirror.jdbcUrl())) {
                 throw invalid("mirror.url", "must name a different database than principal.url (the same node named twice)", mirror.jdbcUrl());
             }
-            if (!Gid.isValidName(coordinatorId)) {
-                throw invalid("coordinatorId", "1-63 characters of a-z, 0-9, _ and -", coordinatorId);
+            if (!Gid.isValidName(coordinatorId) || coordinatorId.length() > 56) {
+                throw invalid("coordinatorId", "1-56 characters of a-z, 0-9, _ and -", coordinatorId);
             }
             if (poolSize < 1 || poolSize > 1000) {
                 throw invalid("poolSize", "must be between 1 and 1000", poolSize);
@@ -229,9 +229,14 @@ public final class LockstepConfig {
             requireBetween("remoteCallTimeout", remoteCallTimeout, Duration.ofMillis(100), Duration.ofHours(1));
             requireBetween("connectTimeout", connectTimeout, Duration.ofMillis(100), Duration.ofMinutes(10));
             requireBetween("resolverInterval", resolverInterval, Duration.ofMillis(100), Duration.ofHours(1));
-            Duration minGrace = remoteCallTimeout.multipliedBy(2);
+            // A live commit of another coordinator keeps a transaction prepared on one node for at
+            // most a call to each node, each bounded by the call timeout rounded up to a second
+            // plus the socket margin; the grace must outlast that.
+            Duration call = Duration.ofSeconds(Math.max(1, (remoteCallTimeout.toMillis() + 999) / 1000));
+            Duration minGrace = call.multipliedBy(3).plus(connectTimeout);
             if (inDoubtGrace == null || inDoubtGrace.compareTo(minGrace) < 0) {
-                throw invalid("inDoubtGrace", "must be at least twice remoteCallTimeout (" + minGrace + ") so that no live commit is settled under it", inDoubtGrace);
+                throw invalid("inDoubtGrace", "must be at least 3 x remoteCallTimeout (rounded up to seconds) + connectTimeout ("
+                        + minGrace + ") so that no live commit is settled under it", inDoubtGrace);
             }
             Objects.requireNonNull(clock, "clock");
             Objects.requireNonNull(commitObserver, "commitObserver");

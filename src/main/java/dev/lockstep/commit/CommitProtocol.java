@@ -59,6 +59,8 @@ public final class CommitProtocol implements TransactionCommitter {
     private final CommitObserver observer;
     private final Set<String> inFlight;
     private final LinkLoss linkLoss;
+    private static final int SOCKET_MARGIN_MILLIS = 5000;
+
     private final AtomicLong counter = new AtomicLong();
 
     /**
@@ -83,24 +85,71 @@ public final class CommitProtocol implements TransactionCommitter {
     public void commit(Connection principal, boolean likelyWrites) throws SQLException {
         String gid = new Gid(settings.partnership(), epoch.getAsLong(), settings.coordinatorId(), counter.incrementAndGet()).toString();
         inFlight.add(gid);
+        int previousTimeout = principal.getNetworkTimeout();
+        // A frozen principal or a black-holed link must not hold the commit forever.
+        principal.setNetworkTimeout(Runnable::run, (int) settings.callTimeout().toMillis() + SOCKET_MARGIN_MILLIS);
         try {
+            commit(principal, likelyWrites, gid);
+        } catch (SQLException e) {
+            // Whatever failed before the principal prepared leaves its transaction open: end it,
+            // as a failed commit does in plain JDBC.
+            rollbackQuietly(principal, e);
+            throw e;
+        } finally {
+            inFlight.remove(gid);
+            restoreNetworkTimeout(principal, previousTimeout);
+        }
+    }
+
+    private void commit(Connection principal, boolean likelyWrites, String gid) throws SQLException {
+        // The mirror connection is taken before anything is prepared, so that waiting for one
+        // never stretches the window in which the transaction is prepared on the principal alone.
+        try (Connection mirror = mirrorConnection(likelyWrites)) {
             String record = likelyWrites ? collectAndPrepare(principal, gid) : collectThenPrepare(principal, gid);
             if (record == null) {
                 return;
             }
             observer.stepDone(CommitStep.PRINCIPAL_PREPARED, gid);
-            try (Connection mirror = prepareOnMirror(principal, gid, record)) {
+            Connection applying = mirror != null ? mirror : mirrorPool.getConnection();
+            try {
+                prepareOnMirror(principal, applying, gid, record);
                 observer.stepDone(CommitStep.MIRROR_PREPARED, gid);
                 // The mirror commits first: once the principal shows the transaction, a later
                 // transaction that builds on it must find it committed on the mirror too.
-                if (commitOnMirror(mirror, gid)) {
+                if (commitOnMirror(applying, gid)) {
                     observer.stepDone(CommitStep.MIRROR_COMMITTED, gid);
                 }
+            } finally {
+                if (applying != mirror) {
+                    applying.close();
+                }
             }
-            commitOnPrincipal(principal, gid);
-            observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
-        } finally {
-            inFlight.remove(gid);
+        }
+        commitOnPrincipal(principal, gid);
+        observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
+    }
+
+    private Connection mirrorConnection(boolean likelyWrites) throws SQLException {
+        if (!likelyWrites) {
+            return null;
+        }
+        try {
+            return mirrorPool.getConnection();
+        } catch (SQLException e) {
+            linkLoss.mirrorLinkLost();
+            throw SqlStates.error(e.getSQLState() != null ? e.getSQLState() : SqlStates.CONNECTION_FAILED,
+                    "lockstep: no connection to mirror node " + settings.mirrorNode() + "; nothing was committed: "
+                            + e.getMessage(), e);
+        }
+    }
+
+    private static void restoreNetworkTimeout(Connection c, int millis) {
+        try {
+            if (!c.isClosed()) {
+                c.setNetworkTimeout(Runnable::run, millis);
+            }
+        } catch (SQLException ignored) {
+            // The connection is broken; the pool discards it.
         }
     }
 
@@ -157,26 +206,25 @@ public final class CommitProtocol implements TransactionCommitter {
                 + settings.principalNode() + " at epoch " + epoch.getAsLong() + ": " + cause.getMessage(), cause);
     }
 
-    private Connection prepareOnMirror(Connection principal, String gid, String record) throws SQLException {
-        Connection mirror = null;
-        try {
-            mirror = mirrorPool.getConnection();
-            try (PreparedStatement ps = mirror.prepareStatement(
-                    "SELECT lockstep.apply(?::json); PREPARE TRANSACTION " + Nodes.quoted(gid))) {
-                ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
-                ps.setString(1, record);
-                ps.execute();
-            }
-            return mirror;
+    private void prepareOnMirror(Connection principal, Connection mirror, String gid, String record) throws SQLException {
+        try (PreparedStatement ps = mirror.prepareStatement(
+                "SELECT lockstep.apply(?::json); PREPARE TRANSACTION " + Nodes.quoted(gid))) {
+            ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+            ps.setString(1, record);
+            ps.execute();
         } catch (SQLException e) {
             if (SqlStates.isConnectionLoss(e)) {
                 linkLoss.mirrorLinkLost();
             }
-            if (mirror != null) {
-                rollbackQuietly(mirror, e);
-                closeQuietly(mirror, e);
+            rollbackQuietly(mirror, e);
+            boolean principalRolledBack = rollbackPreparedOnPrincipal(principal, gid, e);
+            if (SqlStates.isConnectionLoss(e) && !principalRolledBack) {
+                // The mirror may have prepared before the link broke, and the principal could not
+                // be rolled back: in-doubt resolution decides, so the outcome is unknown.
+                throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " may be prepared on both"
+                        + " nodes: the link to mirror node " + settings.mirrorNode() + " broke and the principal could not"
+                        + " be rolled back; in-doubt resolution settles it: " + e.getMessage(), e);
             }
-            rollbackPreparedOnPrincipal(principal, gid, e);
             String state = e.getSQLState() != null ? e.getSQLState() : SqlStates.CONNECTION_FAILURE;
             throw SqlStates.error(state, "lockstep: transaction " + gid + " was rolled back: mirror node "
                     + settings.mirrorNode() + " failed to apply or prepare it at epoch " + epoch.getAsLong() + ": "
@@ -184,12 +232,15 @@ public final class CommitProtocol implements TransactionCommitter {
         }
     }
 
-    private void rollbackPreparedOnPrincipal(Connection principal, String gid, SQLException cause) {
+    /** Whether the principal's prepared transaction was rolled back. */
+    private boolean rollbackPreparedOnPrincipal(Connection principal, String gid, SQLException cause) {
         try {
             Nodes.runOutsideTransaction(principal, "ROLLBACK PREPARED " + Nodes.quoted(gid), settings.callTimeout());
+            return true;
         } catch (SQLException e) {
-            // Left prepared on the principal alone: in-doubt resolution rolls it back.
+            // Left prepared on the principal: in-doubt resolution settles it.
             cause.addSuppressed(e);
+            return false;
         }
     }
 
@@ -227,16 +278,6 @@ public final class CommitProtocol implements TransactionCommitter {
             c.rollback();
         } catch (SQLException e) {
             cause.addSuppressed(e);
-        }
-    }
-
-    private static void closeQuietly(Connection c, SQLException cause) {
-        try {
-            c.close();
-        } catch (SQLException e) {
-            if (cause != null) {
-                cause.addSuppressed(e);
-            }
         }
     }
 }

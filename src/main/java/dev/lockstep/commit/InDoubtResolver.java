@@ -109,6 +109,10 @@ public final class InDoubtResolver {
                     waiting++;
                 }
             } catch (SQLException e) {
+                if ("42704".equals(e.getSQLState())) {
+                    // Finished meanwhile by its own commit or another resolver.
+                    continue;
+                }
                 LOG.warn("lockstep: could not {} {} on node {}: {}", outcome, p.gid(), local.name(), e.getMessage());
                 waiting++;
             }
@@ -137,22 +141,34 @@ public final class InDoubtResolver {
         return result;
     }
 
+    /**
+     * Reads the peer in two statements: first the list of prepared transactions, then, with a
+     * later snapshot, the journal. A COMMIT PREPARED running between the two is then seen by the
+     * second; read in one statement, it could be missed by both and taken for ABSENT.
+     */
     private Peer peerState(Node peer, String gid) {
-        try (Connection c = peer.pool().getConnection();
-             PreparedStatement ps = c.prepareStatement(
-                     "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = ? AND database = current_database()),"
-                             + " lockstep.committed(?)")) {
-            ps.setQueryTimeout(Nodes.seconds(callTimeout));
-            ps.setString(1, gid);
-            ps.setString(2, gid);
-            try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-                return rs.getBoolean(2) ? Peer.COMMITTED : rs.getBoolean(1) ? Peer.PREPARED : Peer.ABSENT;
+        try (Connection c = peer.pool().getConnection()) {
+            try {
+                if (exists(c, "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = ? AND database = current_database())", gid)) {
+                    return Peer.PREPARED;
+                }
+                return exists(c, "SELECT lockstep.committed(?)", gid) ? Peer.COMMITTED : Peer.ABSENT;
             } finally {
                 c.rollback();
             }
         } catch (SQLException e) {
             return Peer.UNREACHABLE;
+        }
+    }
+
+    private boolean exists(Connection c, String sql, String gid) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement(sql)) {
+            ps.setQueryTimeout(Nodes.seconds(callTimeout));
+            ps.setString(1, gid);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1);
+            }
         }
     }
 

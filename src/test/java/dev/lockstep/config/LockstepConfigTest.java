@@ -24,7 +24,7 @@ class LockstepConfigTest {
         LockstepConfig c = valid().build();
         assertThat(c.poolSize()).isEqualTo(10);
         assertThat(c.remoteCallTimeout()).isEqualTo(Duration.ofSeconds(10));
-        assertThat(c.inDoubtGrace()).isEqualTo(Duration.ofSeconds(30));
+        assertThat(c.inDoubtGrace()).isEqualTo(Duration.ofSeconds(60));
         assertThat(c.coordinatorId()).matches("[a-z0-9_-]{1,63}");
     }
 
@@ -37,8 +37,11 @@ class LockstepConfigTest {
         assertThatThrownBy(() -> valid().poolSize(0).build()).hasMessageContaining("'poolSize'").hasMessageContaining("got 0");
         assertThatThrownBy(() -> valid().remoteCallTimeout(Duration.ofMillis(5)).build())
                 .hasMessageContaining("'remoteCallTimeout'").hasMessageContaining("PT0.005S");
-        assertThatThrownBy(() -> valid().inDoubtGrace(Duration.ofSeconds(5)).build())
-                .hasMessageContaining("'inDoubtGrace'").hasMessageContaining("twice remoteCallTimeout");
+        assertThatThrownBy(() -> valid().inDoubtGrace(Duration.ofSeconds(34)).build())
+                .hasMessageContaining("'inDoubtGrace'").hasMessageContaining("3 x remoteCallTimeout").hasMessageContaining("PT35S");
+        assertThat(valid().inDoubtGrace(Duration.ofSeconds(35)).build().inDoubtGrace()).isEqualTo(Duration.ofSeconds(35));
+        assertThatThrownBy(() -> valid().remoteCallTimeout(Duration.ofMillis(500)).connectTimeout(Duration.ofMillis(500))
+                .inDoubtGrace(Duration.ofSeconds(3)).build()).hasMessageContaining("PT3.5S");
         assertThatThrownBy(() -> valid().coordinatorId("x:y").build()).hasMessageContaining("'coordinatorId'");
     }
 

@@ -68,6 +68,21 @@ class CoordinatorCrashTest extends OnTwoNodes {
         }
     }
 
+    @org.junit.jupiter.api.Test
+    void aCoordinatorRestartedWithAFixedIdNeverReusesAGlobalTransactionId() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("restart");
+        for (int start = 0; start < 2; start++) {
+            try (LockstepDataSource ds = LockstepDataSource.start(pair.config().coordinatorId("fixed").build());
+                 Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE IF NOT EXISTS ledger (id int PRIMARY KEY, note text)");
+                st.executeUpdate("INSERT INTO ledger VALUES (" + start + ", 'start " + start + "')");
+            }
+        }
+        try (Connection m = pair.mirror()) {
+            assertThat(rows(m, "SELECT id FROM ledger ORDER BY id")).containsExactly(List.of(0), List.of(1));
+        }
+    }
+
     private static void assertWritesStillWork(LockstepDataSource ds) throws SQLException {
         try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
             st.executeUpdate("INSERT INTO ledger VALUES (200, 'after recovery')");

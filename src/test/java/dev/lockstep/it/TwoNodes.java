@@ -68,9 +68,9 @@ public final class TwoNodes implements AutoCloseable {
                     .principal(NodeConfig.of("node-a", a.jdbcUrl(dbA), a.user(), a.password()))
                     .mirror(NodeConfig.of("node-b", b.jdbcUrl(dbB), b.user(), b.password()))
                     .poolSize(8)
-                    .remoteCallTimeout(Duration.ofSeconds(2))
+                    .remoteCallTimeout(Duration.ofSeconds(1))
                     .connectTimeout(Duration.ofSeconds(2))
-                    .inDoubtGrace(Duration.ofSeconds(4))
+                    .inDoubtGrace(Duration.ofSeconds(5))
                     .resolverInterval(Duration.ofMillis(300));
         }
 
