@@ -208,6 +208,12 @@ final class Coordinator implements AutoCloseable {
     @Override
     public void close() {
         resolverSchedule.shutdownNow();
+        try {
+            // Let a resolution pass that is under way finish before its pools close.
+            resolverSchedule.awaitTermination(config.remoteCallTimeout().toMillis() * 2, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         principalPool.close();
         mirrorPool.close();
     }

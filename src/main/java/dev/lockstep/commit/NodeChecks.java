@@ -19,17 +19,17 @@ public final class NodeChecks {
      * @param c       a connection to the node
      * @param node    node name for the message
      * @param needed  how many a coordinator may hold at once
-     * @throws SQLException 55000 when max_prepared_transactions is 0
+     * @throws SQLException 55000 when max_prepared_transactions is below {@code needed}
      */
     public static void requirePreparedTransactions(Connection c, String node, int needed) throws SQLException {
         try (Statement st = c.createStatement();
              ResultSet rs = st.executeQuery("SELECT current_setting('max_prepared_transactions')::int")) {
             rs.next();
             int max = rs.getInt(1);
-            if (max == 0) {
+            if (max < needed) {
                 throw SqlStates.error(SqlStates.NOT_READY, "lockstep: node " + node
-                        + " has max_prepared_transactions = 0; two-phase commit needs it above 0 (at least "
-                        + needed + " for this coordinator's pool); set it in postgresql.conf and restart the node", null);
+                        + " has max_prepared_transactions = " + max + "; two-phase commit needs at least one per pooled"
+                        + " connection (poolSize = " + needed + "); set it in postgresql.conf and restart the node", null);
             }
         }
     }

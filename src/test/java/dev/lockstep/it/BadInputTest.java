@@ -197,7 +197,7 @@ class BadInputTest extends OnTwoNodes {
             var config = nodes.newPair("no2pc").config()
                     .mirror(NodeConfig.of("node-no2pc", noTwoPhase.jdbcUrl(db), "postgres", "postgres")).build();
             assertThatThrownBy(() -> LockstepDataSource.start(config)).isInstanceOf(SQLException.class)
-                    .hasMessageContaining("node node-no2pc has max_prepared_transactions = 0")
+                    .hasMessageContaining("node node-no2pc has max_prepared_transactions = 0").hasMessageContaining("poolSize = 8")
                     .satisfies(e -> assertThat(sqlState(e)).isEqualTo("55000"));
             try (Connection c = noTwoPhase.connectDirect(db)) {
                 assertThat(value(c, "SELECT to_regnamespace('lockstep') IS NULL")).isEqualTo(true);
