@@ -604,16 +604,13 @@ BEGIN
     IF lockstep.sequence_position(seq) >= pos THEN
         RETURN;
     END IF;
+    -- No exception block (a subtransaction on every commit): should the statement be cancelled
+    -- between lock and unlock, the next apply on this session times out, the pool drops the
+    -- connection and the session lock goes with it.
     PERFORM pg_advisory_lock(k);
-    BEGIN
-        IF coalesce(lockstep.sequence_position(seq), -9223372036854775808) < pos THEN
-            PERFORM setval(seq::regclass, pos, true);
-        END IF;
-    EXCEPTION WHEN OTHERS OR QUERY_CANCELED THEN
-        -- A session lock outlives the transaction: release it before the error leaves.
-        PERFORM pg_advisory_unlock(k);
-        RAISE;
-    END;
+    IF coalesce(lockstep.sequence_position(seq), -9223372036854775808) < pos THEN
+        PERFORM setval(seq::regclass, pos, true);
+    END IF;
     PERFORM pg_advisory_unlock(k);
 END $$;
 
