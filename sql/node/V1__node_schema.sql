@@ -659,7 +659,24 @@ END $$;
 
 -- Whether a committed Lockstep transaction is present here; used by in-doubt resolution.
 CREATE FUNCTION lockstep.committed(p_gid text) RETURNS boolean
-LANGUAGE sql STABLE AS $$ SELECT EXISTS (SELECT 1 FROM lockstep.journal WHERE gid = p_gid) $$;
+LANGUAGE sql STABLE AS $$ SELECT EXISTS (SELECT 1 FROM lockstep.journal WHERE gid = p_gid AND epoch > 0) $$;
+
+-- Before in-doubt resolution rolls back a transaction that is prepared on one node only, it bars
+-- the gid on the other node: a tombstone (epoch 0) takes the gid's place in the journal, so a
+-- late apply of a live commit that was merely slow fails on the unique gid instead of committing
+-- the transaction on this node alone. Returns false when the gid is in use (prepared, or being
+-- applied right now): the caller must wait, not roll back.
+CREATE SEQUENCE lockstep.tombstone_seq;
+CREATE FUNCTION lockstep.bar(p_gid text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
+    VALUES (0, nextval('lockstep.tombstone_seq'), p_gid, 'in-doubt resolution', clock_timestamp(), '{}')
+    ON CONFLICT (gid) DO NOTHING;
+    RETURN EXISTS (SELECT 1 FROM lockstep.journal WHERE gid = p_gid AND epoch = 0);
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
+END $$;
 
 CREATE TABLE lockstep.schema_version (
     version      int PRIMARY KEY,

@@ -103,6 +103,10 @@ public final class InDoubtResolver {
                     finish(local, "COMMIT PREPARED", p.gid());
                     committed++;
                 } else if (outcome == Outcome.ROLLBACK) {
+                    if (!bar(peer, p.gid())) {
+                        waiting++;
+                        continue;
+                    }
                     finish(local, "ROLLBACK PREPARED", p.gid());
                     rolledBack++;
                 } else {
@@ -169,6 +173,21 @@ public final class InDoubtResolver {
                 rs.next();
                 return rs.getBoolean(1);
             }
+        }
+    }
+
+    /**
+     * Bars the gid on the peer before rolling back here, so that a live commit that was only slow
+     * cannot prepare it there afterwards. False when the gid is busy on the peer: wait.
+     */
+    private boolean bar(Node peer, String gid) throws SQLException {
+        try (Connection c = peer.pool().getConnection()) {
+            try (java.sql.Statement st = c.createStatement()) {
+                st.execute("SET LOCAL lock_timeout = '" + Math.max(100, callTimeout.toMillis() / 2) + "ms'");
+            }
+            boolean barred = exists(c, "SELECT lockstep.bar(?)", gid);
+            c.commit();
+            return barred;
         }
     }
 

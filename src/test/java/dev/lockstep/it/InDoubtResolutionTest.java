@@ -65,6 +65,14 @@ class InDoubtResolutionTest extends OnTwoNodes {
             assertThat(rows(p, "SELECT id FROM t ORDER BY id")).containsExactly(java.util.List.of(2), java.util.List.of(3));
             assertThat(rows(m, "SELECT id FROM t ORDER BY id")).containsExactly(java.util.List.of(2), java.util.List.of(3));
             assertThat(value(m, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'lockstep-lookalike:indoubt:1:x:1'")).isEqualTo(1L);
+
+            // The rolled-back gid is barred on the mirror: a live commit that was merely slow
+            // cannot prepare it there afterwards and commit it on the mirror alone.
+            assertThat(value(m, "SELECT epoch FROM lockstep.journal WHERE gid = '" + onlyPrincipal + "'")).isEqualTo(0L);
+            assertThat(value(m, "SELECT lockstep.committed('" + onlyPrincipal + "')")).isEqualTo(false);
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> prepareAs(m, onlyPrincipal, 4, true))
+                    .isInstanceOf(java.sql.SQLException.class).hasMessageContaining("journal_gid_key");
+            m.createStatement().execute("ROLLBACK");
             m.createStatement().execute("ROLLBACK PREPARED 'lockstep-lookalike:indoubt:1:x:1'");
         }
     }
