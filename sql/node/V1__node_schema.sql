@@ -449,6 +449,7 @@ CREATE FUNCTION lockstep.on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     c record;
+    disabled text;
 BEGIN
     IF current_setting('lockstep.internal', true) = 'on' OR NOT EXISTS (
             SELECT 1 FROM pg_event_trigger_ddl_commands()
@@ -456,22 +457,35 @@ BEGIN
         RETURN;
     END IF;
     PERFORM lockstep.capture_ddl();
-    FOR c IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
-              WHERE object_type IN ('table')
-                AND command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
-                AND schema_name NOT LIKE 'pg\_temp%' LOOP
+    -- Tables created in this transaction are attached once they have a primary key; a table that
+    -- existed before stays as it is (attach it explicitly: only then are both copies known equal).
+    FOR c IN SELECT DISTINCT d.objid, d.command_tag FROM pg_event_trigger_ddl_commands() d
+              WHERE d.object_type = 'table'
+                AND d.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+                AND d.schema_name NOT LIKE 'pg\_temp%' LOOP
         IF EXISTS (SELECT 1 FROM lockstep.attached WHERE table_name = lockstep.qualified(c.objid::regclass))
-           OR (SELECT relpersistence FROM pg_class WHERE oid = c.objid) <> 'p' THEN
+           OR (SELECT relpersistence FROM pg_class WHERE oid = c.objid) <> 'p'
+           OR (c.command_tag = 'ALTER TABLE' AND NOT EXISTS (
+                   SELECT 1 FROM lockstep.capture WHERE xid = pg_current_xact_id() AND kind = 'N'
+                      AND table_name = lockstep.qualified(c.objid::regclass))) THEN
             CONTINUE;
         END IF;
         IF EXISTS (SELECT 1 FROM pg_index WHERE indrelid = c.objid AND indisprimary) THEN
             PERFORM lockstep.attach_local(c.objid::regclass);
             INSERT INTO lockstep.capture (kind, table_name, ddl) VALUES ('A', lockstep.qualified(c.objid::regclass), 'statement');
-        ELSE
+        ELSIF c.command_tag <> 'ALTER TABLE' THEN
             -- Checked again at commit: a later statement of the transaction may still add the key.
             INSERT INTO lockstep.capture (kind, table_name) VALUES ('N', lockstep.qualified(c.objid::regclass));
         END IF;
     END LOOP;
+    -- Disabling a capture trigger would let writes reach the principal alone.
+    SELECT string_agg(DISTINCT a.table_name, ', ') INTO disabled
+      FROM lockstep.attached a JOIN pg_trigger t ON t.tgrelid = a.table_name::regclass
+     WHERE t.tgname LIKE 'lockstep\_capture%' AND t.tgenabled <> 'O';
+    IF disabled IS NOT NULL THEN
+        RAISE EXCEPTION 'lockstep: the capture triggers of mirrored table % must stay enabled; disabling them would let writes reach the principal alone',
+            disabled USING ERRCODE = '55000';
+    END IF;
 END $$;
 
 -- DROP commands are not listed at ddl_command_end; they are captured here.

@@ -222,6 +222,37 @@ class BadInputTest extends OnTwoNodes {
     }
 
     @Test
+    void disablingCaptureTriggersIsRefused() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("disable");
+        try (LockstepDataSource ds = startWithTable(pair); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            assertThatThrownBy(() -> st.execute("ALTER TABLE t DISABLE TRIGGER USER"))
+                    .isInstanceOf(SQLException.class).hasMessageContaining("capture triggers of mirrored table public.t must stay enabled")
+                    .satisfies(e -> assertThat(sqlState(e)).isEqualTo("55000"));
+            st.executeUpdate("UPDATE t SET v = v + 1");
+        }
+        assertBothHold(pair, 2, 5);
+    }
+
+    @Test
+    void aTableThatExistedBeforeIsNotAttachedByAnAlterAndMayStayWithoutKey() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("preexisting");
+        for (Connection direct : new Connection[] {pair.principal(), pair.mirror()}) {
+            try (direct; Statement st = direct.createStatement()) {
+                st.execute("CREATE TABLE legacy (id int PRIMARY KEY, v int)");
+                st.execute("CREATE TABLE keyless (v int)");
+            }
+        }
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("ALTER TABLE legacy ADD COLUMN note text");
+            st.execute("ALTER TABLE keyless ADD COLUMN note text");
+            assertThat(ds.partnership().attachedTables()).isEmpty();
+        }
+        try (Connection m = pair.mirror()) {
+            assertThat(value(m, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'")).isEqualTo(2L);
+        }
+    }
+
+    @Test
     void aMissingSchemaIsNamedWhenInstallationIsOff() {
         TwoNodes.Pair pair = nodes.newPair("noschema");
         assertThatThrownBy(() -> LockstepDataSource.start(pair.config().installSchema(false).build()))
