@@ -15,6 +15,7 @@ import static dev.lockstep.it.TwoNodes.rows;
 import static dev.lockstep.it.TwoNodes.value;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 /** Bad input gets a clear SQLException with a real SQLSTATE, and nothing is half-applied on either node. */
 class BadInputTest extends OnTwoNodes {
@@ -135,6 +136,29 @@ class BadInputTest extends OnTwoNodes {
             st.executeUpdate("UPDATE t SET v = v + 1");
         }
         assertBothHold(pair, 2, 5);
+    }
+
+    @Test
+    void aFrozenMirrorFailsTheCommitWithinItsDeadlineAndLeavesBothNodesUnchanged() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("frozen");
+        try (LockstepDataSource ds = startWithTable(pair); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            nodes.b().freeze();
+            long started = System.nanoTime();
+            try {
+                assertThatThrownBy(() -> st.executeUpdate("UPDATE t SET v = v + 10"))
+                        .isInstanceOf(SQLException.class)
+                        .hasMessageContaining("mirror node node-b");
+            } finally {
+                nodes.b().thaw();
+            }
+            // remoteCallTimeout is 1 s; the socket deadline adds a 5 s margin.
+            assertThat(java.time.Duration.ofNanos(System.nanoTime() - started)).isLessThan(java.time.Duration.ofSeconds(20));
+            await().atMost(java.time.Duration.ofSeconds(30)).pollInterval(java.time.Duration.ofMillis(500))
+                    .untilAsserted(() -> {
+                        ds.partnership().resolveInDoubt();
+                        assertBothHold(pair, 2, 3);
+                    });
+        }
     }
 
     @Test
