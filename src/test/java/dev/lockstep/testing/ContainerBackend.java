@@ -20,14 +20,14 @@ import org.testcontainers.containers.PostgreSQLContainer;
 import org.testcontainers.utility.DockerImageName;
 
 /**
- * A PostgreSQL server in a Docker container ({@code postgres:17}): kill is {@code docker kill},
+ * A PostgreSQL server in a Docker container ({@code postgres:18}): kill is {@code docker kill},
  * freeze/thaw are {@code docker pause/unpause}, restart starts the same container again (same
  * data) and the server usually comes back on another host port, which {@link PgNode} hands to
  * its proxy. Used only when a Docker engine is present.
  */
 final class ContainerBackend implements PgServerBackend {
 
-    private static final String IMAGE = "postgres:17";
+    private static final String IMAGE = "postgres:18";
     private static final int PG_PORT = 5432;
     private static final String SUPERUSER = "postgres";
     private static final Duration READY_TIMEOUT = Duration.ofSeconds(60);

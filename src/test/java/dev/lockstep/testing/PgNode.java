@@ -17,8 +17,8 @@ import org.slf4j.LoggerFactory;
  * controls: {@link #kill()}, {@link #freeze()}/{@link #thaw()}, {@link #stop()},
  * {@link #restart()}, and network faults on {@link #proxy()}.
  *
- * <p>The server is embedded (zonky's PostgreSQL 17 binaries, run as a local process) unless a
- * Docker engine is present, in which case it is a {@code postgres:17} container; the system
+ * <p>The server is embedded (zonky's PostgreSQL 18 binaries, run as a local process) unless a
+ * Docker engine is present, in which case it is a {@code postgres:18} container; the system
  * property {@code lockstep.test.backend=embedded|docker} forces one. Code under test should use
  * {@link #jdbcUrl(String)}, through the proxy, so that network faults reach it; tests check and
  * set up state with {@link #connectDirect(String)}.

@@ -61,7 +61,7 @@ class PgNodeTest {
             assertThat(queryOne(c, "SHOW max_prepared_transactions")).isEqualTo("64");
             assertThat(queryOne(c, "SHOW max_connections")).isEqualTo("120");
             assertThat(queryOne(c, "SHOW synchronous_commit")).isEqualTo("on");
-            assertThat(queryOne(c, "SHOW server_version")).startsWith("17");
+            assertThat(queryOne(c, "SHOW server_version")).startsWith("18");
             if (node.backend() instanceof EmbeddedBackend) {
                 assertThat(queryOne(c, "SHOW listen_addresses")).isEqualTo("127.0.0.1");
             }
