@@ -28,18 +28,15 @@ CREATE TABLE lockstep.attached (
     attached_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
--- Row images captured inside the writing transaction; drained into the journal at commit.
+-- The change set of a transaction is built in transaction-local settings (lockstep.changes: the
+-- journal entries as JSON text, each starting with a comma; lockstep.group: the entry still open
+-- for more rows). Settings follow savepoints and vanish at commit, and writing them touches no
+-- relation. Past 8 kB the text moves here in chunks, so that appends stay cheap for bulk writes.
 -- Unlogged: its rows matter only until the same transaction's commit moves them to the journal.
 CREATE UNLOGGED TABLE lockstep.capture (
-    xid        xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    ord        bigint      GENERATED ALWAYS AS IDENTITY,
-    kind       "char"      NOT NULL,        -- I insert, U update, D delete, T truncate, S ddl, A attach
-    table_name text,
-    new_rows   jsonb,
-    old_rows   jsonb,
-    ddl        text,
-    ddl_path   text,
-    stmt_at    timestamptz NOT NULL DEFAULT statement_timestamp(),
+    xid   xid8   NOT NULL DEFAULT pg_current_xact_id(),
+    ord   bigint GENERATED ALWAYS AS IDENTITY,
+    chunk text   NOT NULL,
     PRIMARY KEY (xid, ord)
 );
 
@@ -94,14 +91,75 @@ CREATE CONSTRAINT TRIGGER lockstep_refuse_uncollected AFTER INSERT ON lockstep.c
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lockstep.refuse_uncollected();
 
 -- Called by the first capture of a transaction (later ones see lockstep.capturing set to the
--- transaction id): checks the fence, taking the shared lock for the rest of the transaction, and
--- sets the guard.
+-- transaction id): checks the fence, taking the shared lock for the rest of the transaction, sets
+-- the guard and starts an empty change set.
 CREATE FUNCTION lockstep.begin_capture() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM lockstep.fence();
     INSERT INTO lockstep.capture_guard DEFAULT VALUES ON CONFLICT DO NOTHING;
     PERFORM set_config('lockstep.capturing', pg_current_xact_id()::text, true);
+    PERFORM set_config('lockstep.changes', '', true);
+    PERFORM set_config('lockstep.group', '', true);
+    PERFORM set_config('lockstep.touched', '', true);
+    PERFORM set_config('lockstep.spilled', '', true);
+END $$;
+
+-- Starts capturing unless this transaction already does.
+CREATE FUNCTION lockstep.ensure_capture() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        PERFORM lockstep.begin_capture();
+    END IF;
+END $$;
+
+-- Stores the change set text, moving it to lockstep.capture once it passes 8 kB.
+CREATE FUNCTION lockstep.store_changes(buf text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF octet_length(buf) > 8192 THEN
+        INSERT INTO lockstep.capture (chunk) VALUES (buf);
+        PERFORM set_config('lockstep.spilled', 'on', true);
+        buf := '';
+    END IF;
+    PERFORM set_config('lockstep.changes', buf, true);
+END $$;
+
+-- Remembers that the transaction changed a table, so that collect() reports its sequences.
+CREATE FUNCTION lockstep.touch(tbl_json text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    touched text := current_setting('lockstep.touched');
+BEGIN
+    -- A JSON string never contains '","' unescaped, so this match is exact.
+    IF strpos(touched || ',', ',' || tbl_json || ',') = 0 THEN
+        PERFORM set_config('lockstep.touched', touched || ',' || tbl_json, true);
+    END IF;
+END $$;
+
+-- The change set text up to a new entry: the open entry, if any, is closed.
+CREATE FUNCTION lockstep.close_entry() RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN current_setting('lockstep.changes') || CASE WHEN current_setting('lockstep.group') = '' THEN '' ELSE ']}' END;
+END $$;
+
+-- Appends a complete entry to the change set.
+CREATE FUNCTION lockstep.append_entry(entry text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    buf text := lockstep.close_entry();
+BEGIN
+    PERFORM set_config('lockstep.group', '', true);
+    PERFORM lockstep.store_changes(buf || ',' || entry);
+END $$;
+
+-- A table's name as journal entries spell it, as a JSON string.
+CREATE FUNCTION lockstep.table_json(schema_name name, table_name name) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN to_json(quote_ident(schema_name) || '.' || quote_ident(table_name))::text;
 END $$;
 
 -- Changes this node's role and epoch. The exclusive lock waits for every transaction that read
@@ -121,45 +179,80 @@ BEGIN
     UPDATE lockstep.node_state SET role = p_role, epoch = p_epoch, changed_at = clock_timestamp();
 END $$;
 
--- Capture, statement level: one capture row per statement with the whole transition table.
-CREATE FUNCTION lockstep.capture_insert() RETURNS trigger
+-- Capture, row level: one entry per run of rows of the same table and kind. An UPDATE entry
+-- lists each row's new and old image in turn ("r"). The output settings are pinned so that the
+-- row text reads back the same on the mirror whatever the application set.
+CREATE FUNCTION lockstep.capture_row() RETURNS trigger
 LANGUAGE plpgsql
 SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
+-- Runs for every row written: inline on purpose, as each nested PL/pgSQL call costs more than
+-- the whole append.
+DECLARE
+    grp text := TG_OP || TG_RELID;
+    buf text;
+    tbl text;
+    touched text;
 BEGIN
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
         PERFORM lockstep.begin_capture();
     END IF;
-    INSERT INTO lockstep.capture (kind, table_name, new_rows)
-    SELECT 'I', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(lockstep_new::text)
-      FROM lockstep_new HAVING count(*) > 0;
+    buf := current_setting('lockstep.changes');
+    IF current_setting('lockstep.group') = grp THEN
+        buf := buf || ',';
+    ELSE
+        IF current_setting('lockstep.group') <> '' THEN
+            buf := buf || ']}';
+        END IF;
+        tbl := to_json(quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME))::text;
+        buf := buf || ',{"k":"' || left(TG_OP, 1) || '","t":' || tbl
+            || CASE TG_OP WHEN 'INSERT' THEN ',"n":[' WHEN 'DELETE' THEN ',"o":[' ELSE ',"r":[' END;
+        PERFORM set_config('lockstep.group', grp, true);
+        touched := current_setting('lockstep.touched');
+        -- A JSON string never contains '","' unescaped, so this match is exact.
+        IF strpos(touched || ',', ',' || tbl || ',') = 0 THEN
+            PERFORM set_config('lockstep.touched', touched || ',' || tbl, true);
+        END IF;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        buf := buf || to_json(NEW::text)::text || ',' || to_json(OLD::text)::text;
+    ELSIF TG_OP = 'INSERT' THEN
+        buf := buf || to_json(NEW::text)::text;
+    ELSE
+        buf := buf || to_json(OLD::text)::text;
+    END IF;
+    IF octet_length(buf) > 8192 THEN
+        PERFORM lockstep.store_changes(buf);
+    ELSE
+        PERFORM set_config('lockstep.changes', buf, true);
+    END IF;
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION lockstep.capture_update() RETURNS trigger
+-- Capture, statement level: one entry per statement with the whole transition table.
+CREATE FUNCTION lockstep.capture_statement() RETURNS trigger
 LANGUAGE plpgsql
 SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
+DECLARE
+    tbl text := lockstep.table_json(TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    new_rows text;
+    old_rows text;
 BEGIN
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        -- The transition table's own name is the whole-row reference: a column may be named like any alias.
+        SELECT string_agg(to_json(lockstep_new::text)::text, ',') INTO new_rows FROM lockstep_new;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        SELECT string_agg(to_json(lockstep_old::text)::text, ',') INTO old_rows FROM lockstep_old;
+    END IF;
+    IF new_rows IS NULL AND old_rows IS NULL THEN
+        RETURN NULL;
+    END IF;
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
         PERFORM lockstep.begin_capture();
     END IF;
-    INSERT INTO lockstep.capture (kind, table_name, new_rows, old_rows)
-    SELECT 'U', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), n.rows, o.rows
-      FROM (SELECT jsonb_agg(lockstep_new::text) AS rows FROM lockstep_new) n,
-           (SELECT jsonb_agg(lockstep_old::text) AS rows FROM lockstep_old) o
-     WHERE n.rows IS NOT NULL;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION lockstep.capture_delete() RETURNS trigger
-LANGUAGE plpgsql
-SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
-BEGIN
-    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
-        PERFORM lockstep.begin_capture();
-    END IF;
-    INSERT INTO lockstep.capture (kind, table_name, old_rows)
-    SELECT 'D', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), jsonb_agg(lockstep_old::text)
-      FROM lockstep_old HAVING count(*) > 0;
+    PERFORM lockstep.touch(tbl);
+    PERFORM lockstep.append_entry('{"k":"' || left(TG_OP, 1) || '","t":' || tbl
+        || coalesce(',"n":[' || new_rows || ']', '') || coalesce(',"o":[' || old_rows || ']', '') || '}');
     RETURN NULL;
 END $$;
 
@@ -169,30 +262,7 @@ BEGIN
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
         PERFORM lockstep.begin_capture();
     END IF;
-    INSERT INTO lockstep.capture (kind, table_name)
-    VALUES ('T', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME));
-    RETURN NULL;
-END $$;
-
--- Capture, row level: the same change format with one row per entry. Kept for the capture
--- benchmark, which measures it against the statement-level triggers.
-CREATE FUNCTION lockstep.capture_row() RETURNS trigger
-LANGUAGE plpgsql
-SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
-DECLARE
-    t text := quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME);
-BEGIN
-    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
-        PERFORM lockstep.begin_capture();
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO lockstep.capture (kind, table_name, new_rows) VALUES ('I', t, jsonb_build_array(NEW::text));
-    ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO lockstep.capture (kind, table_name, new_rows, old_rows)
-        VALUES ('U', t, jsonb_build_array(NEW::text), jsonb_build_array(OLD::text));
-    ELSE
-        INSERT INTO lockstep.capture (kind, table_name, old_rows) VALUES ('D', t, jsonb_build_array(OLD::text));
-    END IF;
+    PERFORM lockstep.append_entry('{"k":"T","t":' || lockstep.table_json(TG_TABLE_SCHEMA, TG_TABLE_NAME) || '}');
     RETURN NULL;
 END $$;
 
@@ -219,11 +289,13 @@ LANGUAGE sql STABLE AS $$
      WHERE (SELECT relkind FROM pg_class WHERE oid = s.seq) = 'S'
 $$;
 
--- The rows of a change entry, parsed back from their text form into the table's row type.
--- OFFSET 0 keeps the cast from being evaluated once per column.
-CREATE FUNCTION lockstep.rows_of(a lockstep.attached, param text) RETURNS text
+-- The rows of a change entry, parsed back from their text form into the table's row type. A
+-- row-level UPDATE entry interleaves new and old images (stride 2): new rows are the odd
+-- elements, old rows the even ones. OFFSET 0 keeps the cast from being evaluated once per column.
+CREATE FUNCTION lockstep.rows_of(a lockstep.attached, param text, filter text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT format('(SELECT (r).* FROM (SELECT x::%s AS r FROM jsonb_array_elements_text(%s) x OFFSET 0) s)', a.table_name, param)
+    SELECT format('(SELECT (r).* FROM (SELECT x::%s AS r FROM jsonb_array_elements_text(%s) WITH ORDINALITY AS p(x, i)'
+                  ' WHERE %s OFFSET 0) s)', a.table_name, param, filter)
 $$;
 
 -- Key and column lists of an attached table, spelled for apply's statements.
@@ -259,12 +331,12 @@ DECLARE
     new_cols text := 'n.' || coalesce(nullif(array_to_string(a.update_columns, ',n.'), ''), a.key_columns[1]);
 BEGIN
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb, lockstep_stride int) RETURNS void
 LANGUAGE plpgsql AS $body$
 #variable_conflict use_column
 DECLARE
-    lockstep_new_count bigint := coalesce(jsonb_array_length(lockstep_new), 0);
-    lockstep_old_count bigint := coalesce(jsonb_array_length(lockstep_old), 0);
+    lockstep_new_count bigint := coalesce(jsonb_array_length(lockstep_new), 0) / lockstep_stride;
+    lockstep_old_count bigint := coalesce(jsonb_array_length(lockstep_old), 0) / lockstep_stride;
     lockstep_updated bigint;
     lockstep_deleted bigint;
     lockstep_inserted bigint;
@@ -297,7 +369,8 @@ BEGIN
     END IF;
 END
 $body$
-$f$, fn, a.table_name, cols, new_cols, lockstep.rows_of(a, 'lockstep_new'), lockstep.rows_of(a, 'lockstep_old'),
+$f$, fn, a.table_name, cols, new_cols, lockstep.rows_of(a, 'lockstep_new', '(i - 1) % lockstep_stride = 0'),
+      lockstep.rows_of(a, 'lockstep_old', 'i % lockstep_stride = 0'),
       lockstep.key_match(a, 't', 'n'), keys, lockstep.key_match(a, 't', 'g'), a.table_name, lockstep.key_match(a, 't', 'o'),
       set_cols);
     RETURN fn;
@@ -312,11 +385,11 @@ DECLARE
     branches text;
     was_internal text := current_setting('lockstep.internal', true);
 BEGIN
-    SELECT string_agg(format('        WHEN %L THEN PERFORM %s(kind, new_rows, old_rows);', table_name, applier), E'\n' ORDER BY table_name)
+    SELECT string_agg(format('        WHEN %L THEN PERFORM %s(kind, new_rows, old_rows, stride);', table_name, applier), E'\n' ORDER BY table_name)
       INTO branches FROM lockstep.attached WHERE applier IS NOT NULL;
     PERFORM set_config('lockstep.internal', 'on', true);
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION lockstep.dispatch(tbl text, kind "char", new_rows jsonb, old_rows jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION lockstep.dispatch(tbl text, kind "char", new_rows jsonb, old_rows jsonb, stride int) RETURNS void
 LANGUAGE plpgsql AS $body$
 BEGIN
     CASE tbl
@@ -386,11 +459,11 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_row ON %s', rel);
     IF mode = 'statement' THEN
         EXECUTE format('CREATE TRIGGER lockstep_capture_i AFTER INSERT ON %s REFERENCING NEW TABLE AS lockstep_new'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_insert()', rel);
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement()', rel);
         EXECUTE format('CREATE TRIGGER lockstep_capture_u AFTER UPDATE ON %s REFERENCING OLD TABLE AS lockstep_old'
-                       ' NEW TABLE AS lockstep_new FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_update()', rel);
+                       ' NEW TABLE AS lockstep_new FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement()', rel);
         EXECUTE format('CREATE TRIGGER lockstep_capture_d AFTER DELETE ON %s REFERENCING OLD TABLE AS lockstep_old'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_delete()', rel);
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement()', rel);
     ELSE
         EXECUTE format('CREATE TRIGGER lockstep_capture_row AFTER INSERT OR UPDATE OR DELETE ON %s'
                        ' FOR EACH ROW EXECUTE FUNCTION lockstep.capture_row()', rel);
@@ -405,9 +478,9 @@ END $$;
 CREATE FUNCTION lockstep.attach(rel regclass, mode text DEFAULT 'statement') RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lockstep.begin_capture();
+    PERFORM lockstep.ensure_capture();
     PERFORM lockstep.attach_local(rel, mode);
-    INSERT INTO lockstep.capture (kind, table_name, ddl) VALUES ('A', lockstep.qualified(rel), mode);
+    PERFORM lockstep.append_entry(json_build_object('k', 'A', 't', lockstep.qualified(rel), 'q', mode)::text);
 END $$;
 
 -- Drops attachments of tables that no longer exist and refreshes the rest after DDL.
@@ -434,14 +507,18 @@ END $$;
 CREATE FUNCTION lockstep.capture_ddl() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lockstep.begin_capture();
-    IF NOT EXISTS (SELECT 1 FROM lockstep.capture
-                    WHERE xid = pg_current_xact_id() AND kind = 'S'
-                      AND stmt_at = statement_timestamp() AND ddl = current_query()) THEN
-        INSERT INTO lockstep.capture (kind, ddl, ddl_path) VALUES ('S', current_query(), current_setting('search_path'));
+    PERFORM lockstep.ensure_capture();
+    -- One client message may run several commands; current_query() holds them all.
+    IF current_setting('lockstep.ddl_seen', true) IS DISTINCT FROM statement_timestamp() || md5(current_query()) THEN
+        PERFORM set_config('lockstep.ddl_seen', statement_timestamp() || md5(current_query()), true);
+        PERFORM lockstep.append_entry(json_build_object('k', 'S', 'q', current_query(), 'p', current_setting('search_path'))::text);
     END IF;
     PERFORM lockstep.refresh_attached();
 END $$;
+
+-- Tables created in this transaction without a primary key (yet).
+CREATE FUNCTION lockstep.unkeyed() RETURNS text[]
+LANGUAGE sql STABLE AS $$ SELECT coalesce(nullif(current_setting('lockstep.unkeyed', true), ''), '{}')::text[] $$;
 
 -- DDL capture: the statement is recorded for replay, new tables with a primary key are attached.
 -- Commands on temporary objects and on Lockstep's own schema are not mirrored.
@@ -465,17 +542,15 @@ BEGIN
                 AND d.schema_name NOT LIKE 'pg\_temp%' LOOP
         IF EXISTS (SELECT 1 FROM lockstep.attached WHERE table_name = lockstep.qualified(c.objid::regclass))
            OR (SELECT relpersistence FROM pg_class WHERE oid = c.objid) <> 'p'
-           OR (c.command_tag = 'ALTER TABLE' AND NOT EXISTS (
-                   SELECT 1 FROM lockstep.capture WHERE xid = pg_current_xact_id() AND kind = 'N'
-                      AND table_name = lockstep.qualified(c.objid::regclass))) THEN
+           OR (c.command_tag = 'ALTER TABLE' AND NOT lockstep.qualified(c.objid::regclass) = ANY (lockstep.unkeyed())) THEN
             CONTINUE;
         END IF;
         IF EXISTS (SELECT 1 FROM pg_index WHERE indrelid = c.objid AND indisprimary) THEN
             PERFORM lockstep.attach_local(c.objid::regclass);
-            INSERT INTO lockstep.capture (kind, table_name, ddl) VALUES ('A', lockstep.qualified(c.objid::regclass), 'statement');
+            PERFORM lockstep.append_entry(json_build_object('k', 'A', 't', lockstep.qualified(c.objid::regclass), 'q', 'statement')::text);
         ELSIF c.command_tag <> 'ALTER TABLE' THEN
             -- Checked again at commit: a later statement of the transaction may still add the key.
-            INSERT INTO lockstep.capture (kind, table_name) VALUES ('N', lockstep.qualified(c.objid::regclass));
+            PERFORM set_config('lockstep.unkeyed', array_append(lockstep.unkeyed(), lockstep.qualified(c.objid::regclass))::text, true);
         END IF;
     END LOOP;
     -- Disabling a capture trigger would let writes reach the principal alone.
@@ -522,60 +597,61 @@ BEGIN
     END LOOP;
 END $$;
 
--- Called on the principal at commit. Checks the fence, drains the transaction's captured rows
--- into one journal record and returns that record; NULL when nothing mirrored changed, so the
+-- Called on the principal at commit. Checks the fence, turns the transaction's change set into
+-- one journal record and returns that record; all NULL when nothing mirrored changed, so the
 -- transaction commits on the principal alone.
-CREATE FUNCTION lockstep.collect(p_gid text) RETURNS json
+CREATE FUNCTION lockstep.collect(p_gid text, OUT rec_epoch bigint, OUT rec_seq bigint, OUT rec_origin text,
+                                 OUT rec_committed_at text, OUT rec_changes text) RETURNS record
 LANGUAGE plpgsql AS $$
 DECLARE
-    entries json;
-    touched text[];
-    unkeyed text[];
-    result json;
+    entries text;
+    seqs text;
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
-        RETURN NULL;
+        RETURN;
     END IF;
     -- Deferred triggers would otherwise run at PREPARE, after the drain, and their writes would
     -- reach the principal alone: run them now, with the guard lifted so it does not refuse.
     DELETE FROM lockstep.capture_guard WHERE xid = pg_current_xact_id();
     SET CONSTRAINTS ALL IMMEDIATE;
+    IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        RETURN;
+    END IF;
     -- Anything captured from here on sets the guard again, so a late write fails the commit.
     PERFORM set_config('lockstep.capturing', '', true);
-    -- json_agg: jsonb_agg re-encodes large jsonb values and grows quadratically with them.
-    WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() RETURNING *)
-    SELECT json_agg(json_strip_nulls(json_build_object(
-               'k', kind, 't', table_name, 'n', new_rows, 'o', old_rows, 'q', ddl, 'p', ddl_path)) ORDER BY ord)
-               FILTER (WHERE kind <> 'N'),
-           array_agg(DISTINCT table_name) FILTER (WHERE kind <> 'N'),
-           array_agg(table_name) FILTER (WHERE kind = 'N')
-      INTO entries, touched, unkeyed FROM drained;
-    IF unkeyed IS NOT NULL THEN
-        PERFORM lockstep.refuse_unkeyed_tables(unkeyed);
+    IF lockstep.unkeyed() <> '{}' THEN
+        PERFORM lockstep.refuse_unkeyed_tables(lockstep.unkeyed());
     END IF;
-    IF entries IS NULL THEN
-        RETURN NULL;
+    entries := lockstep.close_entry();
+    IF current_setting('lockstep.spilled') = 'on' THEN
+        WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() RETURNING ord, chunk)
+        SELECT string_agg(chunk, '' ORDER BY ord) || entries INTO entries FROM drained;
+    END IF;
+    IF entries = '' THEN
+        RETURN;
+    END IF;
+    IF current_setting('lockstep.touched') <> '' THEN
+        SELECT json_object_agg(q.seq, q.pos)::text INTO seqs
+          FROM (SELECT u.seq, lockstep.sequence_position(u.seq) AS pos
+                  FROM (SELECT DISTINCT unnest(a.sequences) AS seq FROM lockstep.attached a
+                         WHERE a.table_name IN (SELECT json_array_elements_text(
+                                   ('[' || substr(current_setting('lockstep.touched'), 2) || ']')::json))) u) q
+         WHERE q.pos IS NOT NULL;
     END IF;
     -- The node_state row was read under the shared lock by the first capture (fence); the
     -- conditions repeat the fence so that a record is never written at another role or epoch.
-    INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
+    INSERT INTO lockstep.journal AS j (epoch, seq, gid, origin, committed_at, changes)
     SELECT s.epoch, nextval('lockstep.journal_seq'), p_gid, s.node_name, clock_timestamp(),
-           json_build_object('e', entries, 's', coalesce(
-               (SELECT json_object_agg(q.seq, q.pos)
-                  FROM (SELECT u.seq, lockstep.sequence_position(u.seq) AS pos
-                          FROM (SELECT DISTINCT unnest(a.sequences) AS seq FROM lockstep.attached a
-                                 WHERE a.table_name = ANY (touched)) u) q
-                 WHERE q.pos IS NOT NULL), '{}'::json))
+           ('{"e":[' || substr(entries, 2) || '],"s":' || coalesce(seqs, '{}') || '}')::json
       FROM lockstep.node_state s
      WHERE s.role = 'principal' AND s.epoch = nullif(current_setting('lockstep.epoch', true), '')::bigint
-    RETURNING json_build_object('epoch', epoch, 'seq', seq, 'gid', gid, 'origin', origin,
-                                'committed_at', committed_at, 'changes', changes) INTO result;
-    IF result IS NULL THEN
+    RETURNING j.epoch, j.seq, j.origin, to_json(j.committed_at) #>> '{}', j.changes::text
+         INTO rec_epoch, rec_seq, rec_origin, rec_committed_at, rec_changes;
+    IF rec_epoch IS NULL THEN
         PERFORM lockstep.fence();
-        RAISE EXCEPTION 'lockstep: node % refused the journal record of transaction %', 
+        RAISE EXCEPTION 'lockstep: node % refused the journal record of transaction %',
             (SELECT node_name FROM lockstep.node_state), p_gid USING ERRCODE = '25006';
     END IF;
-    RETURN result;
 END $$;
 
 CREATE FUNCTION lockstep.apply_entry(e jsonb) RETURNS void
@@ -604,7 +680,7 @@ BEGIN
     IF e->>'k' = 'T' THEN
         EXECUTE format('TRUNCATE %s CASCADE', a.table_name);
     ELSE
-        EXECUTE format('SELECT %s($1, $2, $3)', a.applier) USING (e->>'k')::"char", e->'n', e->'o';
+        EXECUTE format('SELECT %s($1, $2, $3, 1)', a.applier) USING (e->>'k')::"char", e->'n', e->'o';
     END IF;
 END $$;
 
@@ -630,36 +706,40 @@ END $$;
 
 -- Called on the mirror, inside the mirror transaction that is then prepared: checks the fence,
 -- applies a journal record produced by collect() and stores the same record.
-CREATE FUNCTION lockstep.apply(rec json) RETURNS void
+CREATE FUNCTION lockstep.apply(p_epoch bigint, p_seq bigint, p_gid text, p_origin text, p_committed_at timestamptz,
+                               p_changes text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     s lockstep.node_state;
-    r jsonb := rec::jsonb;
+    c jsonb := p_changes::jsonb;
+    entries jsonb := c->'e';
     e jsonb;
-    q record;
 BEGIN
     SELECT * INTO s FROM lockstep.node_state;
-    IF s.role <> 'mirror' OR s.epoch <> (r->>'epoch')::bigint THEN
+    IF s.role <> 'mirror' OR s.epoch <> p_epoch THEN
         RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the journal record % is of epoch %',
-            s.node_name, s.role, s.epoch, r->>'gid', r->>'epoch' USING ERRCODE = '25006';
+            s.node_name, s.role, s.epoch, p_gid, p_epoch USING ERRCODE = '25006';
     END IF;
     IF current_setting('session_replication_role') <> 'replica' THEN
         RAISE EXCEPTION 'lockstep: apply on node % needs session_replication_role = replica', s.node_name
             USING ERRCODE = '55000';
     END IF;
-    FOR e IN SELECT * FROM jsonb_array_elements(r->'changes'->'e') LOOP
-        IF e->>'k' IN ('I', 'U', 'D') THEN
-            PERFORM lockstep.dispatch(e->>'t', (e->>'k')::"char", e->'n', e->'o');
+    -- Indexed rather than FOR ... IN SELECT: no cursor per record.
+    FOR i IN 0 .. coalesce(jsonb_array_length(entries), 0) - 1 LOOP
+        e := entries->i;
+        IF e ? 'r' THEN
+            -- A row-level UPDATE entry: each row's new and old image in turn.
+            PERFORM lockstep.dispatch(e->>'t', 'U', e->'r', e->'r', 2);
+        ELSIF e->>'k' IN ('I', 'U', 'D') THEN
+            PERFORM lockstep.dispatch(e->>'t', (e->>'k')::"char", e->'n', e->'o', 1);
         ELSE
             PERFORM lockstep.apply_entry(e);
         END IF;
     END LOOP;
-    FOR q IN SELECT key, value FROM jsonb_each_text(r->'changes'->'s') LOOP
-        PERFORM lockstep.advance_sequence(q.key, q.value::bigint);
-    END LOOP;
+    PERFORM lockstep.advance_sequence(key, value::bigint) FROM jsonb_each_text(c->'s')
+      WHERE coalesce(lockstep.sequence_position(key), -9223372036854775808) < value::bigint;
     INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
-    VALUES ((r->>'epoch')::bigint, (r->>'seq')::bigint, r->>'gid', r->>'origin',
-            (r->>'committed_at')::timestamptz, rec->'changes');
+    VALUES (p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes::json);
 END $$;
 
 -- Per-table checksum for verification: row count and an order-independent sum of row hashes.

@@ -105,7 +105,7 @@ public final class CommitProtocol implements TransactionCommitter {
         // The mirror connection is taken before anything is prepared, so that waiting for one
         // never stretches the window in which the transaction is prepared on the principal alone.
         try (Connection mirror = mirrorConnection(likelyWrites)) {
-            String record = likelyWrites ? collectAndPrepare(principal, gid) : collectThenPrepare(principal, gid);
+            JournalRecord record = likelyWrites ? collectAndPrepare(principal, gid) : collectThenPrepare(principal, gid);
             if (record == null) {
                 return;
             }
@@ -154,14 +154,13 @@ public final class CommitProtocol implements TransactionCommitter {
     }
 
     /** One round trip: drain and prepare together, for transactions that look like writers. */
-    private String collectAndPrepare(Connection principal, String gid) throws SQLException {
-        String record;
+    private JournalRecord collectAndPrepare(Connection principal, String gid) throws SQLException {
+        JournalRecord record;
         try (Statement st = principal.createStatement()) {
             st.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
-            st.execute("SELECT lockstep.collect(" + Nodes.quoted(gid) + "); PREPARE TRANSACTION " + Nodes.quoted(gid));
+            st.execute("SELECT * FROM lockstep.collect(" + Nodes.quoted(gid) + "); PREPARE TRANSACTION " + Nodes.quoted(gid));
             try (ResultSet rs = st.getResultSet()) {
-                rs.next();
-                record = rs.getString(1);
+                record = JournalRecord.read(rs, gid);
             }
         } catch (SQLException e) {
             throw principalRefused(principal, gid, e);
@@ -174,14 +173,13 @@ public final class CommitProtocol implements TransactionCommitter {
     }
 
     /** Drain first; a transaction that changed nothing mirrored then commits plainly. */
-    private String collectThenPrepare(Connection principal, String gid) throws SQLException {
-        String record;
-        try (PreparedStatement ps = principal.prepareStatement("SELECT lockstep.collect(?)")) {
+    private JournalRecord collectThenPrepare(Connection principal, String gid) throws SQLException {
+        JournalRecord record;
+        try (PreparedStatement ps = principal.prepareStatement("SELECT * FROM lockstep.collect(?)")) {
             ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
             ps.setString(1, gid);
             try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-                record = rs.getString(1);
+                record = JournalRecord.read(rs, gid);
             }
             if (record == null) {
                 principal.commit();
@@ -206,11 +204,11 @@ public final class CommitProtocol implements TransactionCommitter {
                 + settings.principalNode() + " at epoch " + epoch.getAsLong() + ": " + cause.getMessage(), cause);
     }
 
-    private void prepareOnMirror(Connection principal, Connection mirror, String gid, String record) throws SQLException {
+    private void prepareOnMirror(Connection principal, Connection mirror, String gid, JournalRecord record) throws SQLException {
         try (PreparedStatement ps = mirror.prepareStatement(
-                "SELECT lockstep.apply(?::json); PREPARE TRANSACTION " + Nodes.quoted(gid))) {
+                "SELECT lockstep.apply(?, ?, ?, ?, ?::timestamptz, ?); PREPARE TRANSACTION " + Nodes.quoted(gid))) {
             ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
-            ps.setString(1, record);
+            record.bind(ps);
             ps.execute();
         } catch (SQLException e) {
             if (SqlStates.isConnectionLoss(e)) {

@@ -78,6 +78,42 @@ class CaptureTest extends OnTwoNodes {
         }
     }
 
+    /**
+     * A change set past 8 kB moves to the capture table in chunks; a savepoint rolled back after
+     * a chunk moved takes its rows and its part of the change set with it.
+     */
+    @ParameterizedTest
+    @EnumSource(CaptureMode.class)
+    void largeTransactionsAndRolledBackSavepointsAreMirroredExactly(CaptureMode mode) throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("large");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE parent (id int PRIMARY KEY, name text)");
+            st.execute("CREATE TABLE child (a int PRIMARY KEY, b text)");
+            ds.partnership().attach("parent", mode);
+            ds.partnership().attach("child", mode);
+            c.setAutoCommit(false);
+            st.execute("INSERT INTO parent SELECT g, repeat('p', 40) || g FROM generate_series(1, 3000) g");
+            st.execute("SAVEPOINT s");
+            st.execute("UPDATE parent SET name = 'rolled back' WHERE id <= 1500");
+            st.execute("INSERT INTO child SELECT g, 'rolled back' FROM generate_series(1, 1500) g");
+            st.execute("ROLLBACK TO SAVEPOINT s");
+            // Alternating tables, one row at a time: every row opens a new entry.
+            st.execute("DO $$ BEGIN FOR i IN 1..300 LOOP UPDATE parent SET name = 'u' || i WHERE id = i;"
+                    + " INSERT INTO child VALUES (i, repeat('c', 30)); END LOOP; END $$");
+            st.execute("DELETE FROM parent WHERE id > 2900");
+            c.commit();
+        }
+        assertIdentical(pair);
+        try (Connection m = pair.mirror(); Connection p = pair.principal()) {
+            assertThat(value(m, "SELECT count(*) FROM child")).isEqualTo(300L);
+            assertThat(value(m, "SELECT count(*) FROM parent WHERE name = 'rolled back'")).isEqualTo(0L);
+            assertThat(value(m, "SELECT count(*) FROM parent")).isEqualTo(2900L);
+            assertThat(value(p, "SELECT count(*) FROM lockstep.capture")).isEqualTo(0L);
+            assertThat(value(p, "SELECT octet_length(changes::text) FROM lockstep.journal ORDER BY seq DESC LIMIT 1"))
+                    .asInstanceOf(org.assertj.core.api.InstanceOfAssertFactories.INTEGER).isGreaterThan(8192 * 3);
+        }
+    }
+
     @Test
     void writesOfDeferredTriggersAreMirrored() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("deferred");
