@@ -1,0 +1,108 @@
+package dev.lockstep.core;
+
+/**
+ * What a coordinator does, given the witness's record and what its failure detector sees: the
+ * quorum table of DESIGN.md, with SQL Server's high-safety semantics. A principal serves only
+ * while it has quorum with the mirror or the witness (I7); the mirror is promoted automatically
+ * only when it was SYNCHRONIZED, the witness agrees, and no coordinator has reached the
+ * principal within the partner timeout (I5).
+ */
+public final class QuorumRules {
+
+    private QuorumRules() {
+    }
+
+    /** The coordinator's course. */
+    public enum Action {
+        /** Commits go to both nodes. */
+        LOCKSTEP,
+        /** The principal commits alone (mirror lost, suspended or catching up) while it keeps quorum. */
+        RUN_EXPOSED,
+        /** A partner is silent but not yet past the partner timeout: commits wait, nothing changes yet. */
+        AWAIT_PARTNER_TIMEOUT,
+        /** Promote the mirror: the next epoch, roles swapped. */
+        FAILOVER,
+        /** The principal is lost but the rules forbid promoting the mirror: only forced service can restore service. */
+        NO_AUTOMATIC_FAILOVER,
+        /** This coordinator cannot reach the principal, but another one did within the partner timeout. */
+        CUT_OFF_FROM_PRINCIPAL,
+        /** The principal has no quorum (or a role change is under way): it must not accept writes. */
+        STOP_WRITES
+    }
+
+    /**
+     * One coordinator's view.
+     *
+     * @param record                the witness's record (or the configured one when no witness is used)
+     * @param principal             health of the principal
+     * @param mirror                health of the mirror
+     * @param witness               health of the witness (ignored in modes without one)
+     * @param principalUnseenMillis by the witness's clock, how long since any coordinator last reached
+     *                              the principal; {@link Long#MAX_VALUE} when never
+     * @param partnerTimeoutMillis  the partner timeout
+     */
+    public record Observation(PartnershipRecord record, PartnerHealth principal, PartnerHealth mirror,
+                              PartnerHealth witness, long principalUnseenMillis, long partnerTimeoutMillis) {
+    }
+
+    /**
+     * Decides the coordinator's course.
+     *
+     * @param o what the coordinator sees
+     * @return the action
+     */
+    public static Action decide(Observation o) {
+        if (o.record().state() == MirroringState.PENDING_FAILOVER) {
+            return Action.STOP_WRITES;
+        }
+        return switch (o.principal()) {
+            case UP -> principalReachable(o);
+            case SUSPECT -> Action.AWAIT_PARTNER_TIMEOUT;
+            case FAILED -> principalLost(o);
+        };
+    }
+
+    private static Action principalReachable(PartnerHealth mirror, boolean quorumWithoutMirror, boolean synchronous) {
+        if (synchronous && mirror == PartnerHealth.UP) {
+            return Action.LOCKSTEP;
+        }
+        if (synchronous && mirror == PartnerHealth.SUSPECT) {
+            return Action.AWAIT_PARTNER_TIMEOUT;
+        }
+        return mirror == PartnerHealth.UP || quorumWithoutMirror ? Action.RUN_EXPOSED : Action.STOP_WRITES;
+    }
+
+    private static Action principalReachable(Observation o) {
+        boolean synchronous = o.record().state() == MirroringState.SYNCHRONIZED
+                && o.record().mode() != OperatingMode.HIGH_PERFORMANCE;
+        return principalReachable(o.mirror(), quorumWithoutMirror(o), synchronous);
+    }
+
+    private static boolean quorumWithoutMirror(Observation o) {
+        return !o.record().mode().usesWitness() || o.witness() == PartnerHealth.UP;
+    }
+
+    private static Action principalLost(Observation o) {
+        if (!automaticFailoverAllowed(o)) {
+            return Action.NO_AUTOMATIC_FAILOVER;
+        }
+        if (o.principalUnseenMillis() < o.partnerTimeoutMillis()) {
+            return Action.CUT_OFF_FROM_PRINCIPAL;
+        }
+        return Action.FAILOVER;
+    }
+
+    /**
+     * Whether the mirror could be promoted automatically should the principal be lost: the mode
+     * provides it, the witness and the mirror are reachable, and the mirror is SYNCHRONIZED.
+     *
+     * @param o what the coordinator sees
+     * @return true when automatic failover is armed
+     */
+    public static boolean automaticFailoverAllowed(Observation o) {
+        return o.record().mode().failsOverAutomatically()
+                && o.witness() == PartnerHealth.UP
+                && o.mirror() == PartnerHealth.UP
+                && o.record().state() == MirroringState.SYNCHRONIZED;
+    }
+}
