@@ -47,6 +47,14 @@ class ArchitectureTest {
     }
 
     @Test
+    void witnessLayerDependsOnCoreOnly() {
+        noClasses().that().resideInAPackage("dev.lockstep.witness..")
+                .should().dependOnClassesThat().resideInAnyPackage("dev.lockstep", "dev.lockstep.commit..", "dev.lockstep.jdbc..",
+                        "dev.lockstep.cli..")
+                .check(CLASSES);
+    }
+
+    @Test
     void onlyTheCommandLineUsesTheCommandLine() {
         noClasses().that().resideOutsideOfPackage("dev.lockstep.cli..")
                 .should().dependOnClassesThat().resideInAPackage("dev.lockstep.cli..")
