@@ -55,6 +55,14 @@ class ArchitectureTest {
     }
 
     @Test
+    void healthLayerDependsOnCoreOnly() {
+        noClasses().that().resideInAPackage("dev.lockstep.health..")
+                .should().dependOnClassesThat().resideInAnyPackage("dev.lockstep", "dev.lockstep.commit..", "dev.lockstep.jdbc..",
+                        "dev.lockstep.witness..", "dev.lockstep.cli..")
+                .check(CLASSES);
+    }
+
+    @Test
     void onlyTheCommandLineUsesTheCommandLine() {
         noClasses().that().resideOutsideOfPackage("dev.lockstep.cli..")
                 .should().dependOnClassesThat().resideInAPackage("dev.lockstep.cli..")
