@@ -216,12 +216,14 @@ public final class CommitProtocol implements TransactionCommitter {
             }
             rollbackQuietly(mirror, e);
             boolean principalRolledBack = rollbackPreparedOnPrincipal(principal, gid, e);
-            if (SqlStates.isConnectionLoss(e) && !principalRolledBack) {
-                // The mirror may have prepared before the link broke, and the principal could not
-                // be rolled back: in-doubt resolution decides, so the outcome is unknown.
-                throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " may be prepared on both"
-                        + " nodes: the link to mirror node " + settings.mirrorNode() + " broke and the principal could not"
-                        + " be rolled back; in-doubt resolution settles it: " + e.getMessage(), e);
+            if (SqlStates.isConnectionLoss(e)) {
+                // The mirror may have prepared before the link broke. In-doubt resolution rolls it
+                // back there; but should the principal be lost first, the promoted mirror commits
+                // it (it cannot ask the principal). Either way the outcome is not known yet.
+                throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " may be prepared on mirror node "
+                        + settings.mirrorNode() + " (the link broke during apply and prepare) and was "
+                        + (principalRolledBack ? "rolled back" : "left prepared") + " on principal node " + settings.principalNode()
+                        + "; in-doubt resolution settles it, or a promotion of the mirror commits it: " + e.getMessage(), e);
             }
             String state = e.getSQLState() != null ? e.getSQLState() : SqlStates.CONNECTION_FAILURE;
             throw SqlStates.error(state, "lockstep: transaction " + gid + " was rolled back: mirror node "

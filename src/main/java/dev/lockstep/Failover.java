@@ -1,0 +1,117 @@
+package dev.lockstep;
+
+import dev.lockstep.commit.NodeRoleChange;
+import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.PartnerHealth;
+import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.core.QuorumRules;
+import dev.lockstep.core.RoleChanges;
+import dev.lockstep.jdbc.SqlStates;
+import dev.lockstep.witness.WitnessStore;
+
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.util.Properties;
+
+/**
+ * Role changes carried out on the witness and the nodes: the automatic promotion of a mirror
+ * (I5) and the demotion of a principal that returns after a failover.
+ *
+ * <p>A promotion is three steps, each safe to repeat: the witness record moves to
+ * PENDING_FAILOVER, in the same witness transaction that checks that no coordinator reached the
+ * principal within the partner timeout; the mirror commits the transactions it holds prepared
+ * and takes the next epoch as principal; the witness record moves to that epoch with the roles
+ * swapped. Coordinators of the old epoch are refused by both nodes and by the witness from then on.
+ */
+public final class Failover {
+
+    private Failover() {
+    }
+
+    /**
+     * Promotes the mirror after the principal was lost.
+     *
+     * @param witness         the witness
+     * @param partnership     the partnership
+     * @param mirror          the mirror node
+     * @param principalHealth the principal's health as the caller's failure detector sees it
+     * @param partnerTimeout  the partner timeout
+     * @param callTimeout     deadline of each call to a node
+     * @param actor           who promotes, for the witness history
+     * @return the new record
+     * @throws SQLException 55000 when the quorum rules forbid the promotion (the message says why);
+     *                      40001 when another coordinator changed the record first or the
+     *                      principal was seen meanwhile
+     */
+    public static PartnershipRecord promoteMirror(WitnessStore witness, String partnership, NodeConfig mirror,
+                                                  PartnerHealth principalHealth, Duration partnerTimeout,
+                                                  Duration callTimeout, String actor) throws SQLException {
+        WitnessStore.Sighting seen = witness.read(partnership);
+        PartnershipRecord current = seen.record();
+        if (!current.mirror().equals(mirror.name())) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: node " + mirror.name() + " is not the mirror of partnership "
+                    + partnership + " at epoch " + current.epoch() + " (the mirror is " + current.mirror() + ")", null);
+        }
+        QuorumRules.Action decision = QuorumRules.decide(new QuorumRules.Observation(current, principalHealth,
+                PartnerHealth.UP, PartnerHealth.UP, seen.principalUnseenMillis(), partnerTimeout.toMillis()));
+        RoleChanges.Result change = RoleChanges.automaticFailover(current, decision);
+        if (!change.allowed()) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: no automatic failover: " + change.refusal(), null);
+        }
+        PartnershipRecord pending = current.withState(MirroringState.PENDING_FAILOVER);
+        if (!witness.transition(current, pending, partnerTimeout.toMillis(), "principal " + current.principal() + " lost", actor)) {
+            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + partnership
+                    + " changed at the witness, or its principal was seen, while promoting; now: " + witness.read(partnership), null);
+        }
+        PartnershipRecord next = change.next();
+        try (Connection c = connect(mirror, callTimeout)) {
+            NodeRoleChange.promote(c, partnership, mirror.name(), next.epoch(), callTimeout);
+        }
+        witness.transition(pending, next, null, "mirror " + mirror.name() + " promoted to principal", actor);
+        return next;
+    }
+
+    /**
+     * Makes a principal that returns after a failover a mirror of the new epoch: its prepared
+     * transactions from before are settled against the new principal, then it takes the new
+     * epoch as mirror, so it never serves as principal on its own again. It still lacks what the
+     * new principal committed meanwhile; the record stays DISCONNECTED until it has caught up.
+     *
+     * @param witness     the witness
+     * @param partnership the partnership
+     * @param returning   the returning node
+     * @param principal   the new principal
+     * @param callTimeout deadline of each call to a node
+     * @return how many prepared transactions were committed and rolled back
+     * @throws SQLException 55000 when the witness does not name the node as mirror
+     */
+    public static int[] demoteReturningPrincipal(WitnessStore witness, String partnership, NodeConfig returning,
+                                                 NodeConfig principal, Duration callTimeout) throws SQLException {
+        PartnershipRecord current = witness.read(partnership).record();
+        if (!current.mirror().equals(returning.name()) || !current.principal().equals(principal.name())) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + partnership + " at epoch " + current.epoch()
+                    + " has principal " + current.principal() + " and mirror " + current.mirror() + ", not principal "
+                    + principal.name() + " and mirror " + returning.name(), null);
+        }
+        try (Connection back = connect(returning, callTimeout); Connection p = connect(principal, callTimeout)) {
+            int[] settled = NodeRoleChange.settleReturning(back, p, partnership, current.epoch());
+            NodeRoleChange.demote(back, returning.name(), current.epoch(), callTimeout);
+            return settled;
+        }
+    }
+
+    private static Connection connect(NodeConfig node, Duration callTimeout) throws SQLException {
+        Properties p = new Properties();
+        p.setProperty("user", node.user());
+        p.setProperty("password", node.password());
+        p.setProperty("connectTimeout", Long.toString(Math.max(1, callTimeout.toSeconds())));
+        p.setProperty("socketTimeout", Long.toString(Math.max(1, callTimeout.toSeconds()) + 5));
+        try {
+            return DriverManager.getConnection(node.jdbcUrl(), p);
+        } catch (SQLException e) {
+            throw SqlStates.error(SqlStates.CONNECTION_FAILED, "lockstep: cannot connect to node " + node.name() + ": " + e.getMessage(), e);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+package dev.lockstep.it;
+
+import dev.lockstep.Failover;
+import dev.lockstep.LockstepConfig;
+import dev.lockstep.LockstepDataSource;
+import dev.lockstep.NodeConfig;
+import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.OperatingMode;
+import dev.lockstep.core.PartnerHealth;
+import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.testing.PgNode;
+import dev.lockstep.witness.WitnessStore;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.postgresql.ds.PGSimpleDataSource;
+
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+import static dev.lockstep.it.TwoNodes.lockstepPrepared;
+import static dev.lockstep.it.TwoNodes.rows;
+import static dev.lockstep.it.TwoNodes.value;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+/** Promotion of the mirror (I5) and demotion of the returning principal, with a real witness. */
+class FailoverTest extends OnTwoNodes {
+
+    private static final Duration PARTNER_TIMEOUT = Duration.ofSeconds(2);
+    private static PgNode witnessNode;
+    private static WitnessStore witness;
+
+    @BeforeAll
+    static void startWitness() throws SQLException {
+        witnessNode = PgNode.start("witness");
+        PGSimpleDataSource source = new PGSimpleDataSource();
+        source.setUrl(witnessNode.jdbcUrl(witnessNode.createDatabase("witness")));
+        source.setUser(witnessNode.user());
+        source.setPassword(witnessNode.password());
+        witness = new WitnessStore(source, Duration.ofSeconds(2), "witness");
+        witness.install();
+    }
+
+    @AfterAll
+    static void stopWitness() {
+        witnessNode.close();
+    }
+
+    private static void register(TwoNodes.Pair pair) throws SQLException {
+        witness.create(new PartnershipRecord(pair.partnership(), 1, "node-a", "node-b", MirroringState.SYNCHRONIZED,
+                OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER), "test");
+    }
+
+    @Test
+    void principalKilledUnderLoadIsReplacedAndEveryAcknowledgedTransactionSurvives() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("killed");
+        register(pair);
+        LockstepConfig config = pair.config().build();
+        Set<Long> acknowledged = ConcurrentHashMap.newKeySet();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE t (id bigint PRIMARY KEY, at timestamptz DEFAULT now())");
+            }
+            AtomicLong ids = new AtomicLong();
+            AtomicBoolean stop = new AtomicBoolean();
+            ExecutorService writers = Executors.newFixedThreadPool(4);
+            for (int w = 0; w < 4; w++) {
+                writers.submit(() -> {
+                    while (!stop.get()) {
+                        long id = ids.incrementAndGet();
+                        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                            st.executeUpdate("INSERT INTO t (id) VALUES (" + id + ")");
+                            acknowledged.add(id);
+                        } catch (SQLException e) {
+                            // Failed or unknown outcome: not acknowledged.
+                        }
+                    }
+                    return null;
+                });
+            }
+            await().atMost(Duration.ofSeconds(30)).until(() -> acknowledged.size() >= 200);
+            nodes.a().kill();
+            stop.set(true);
+            writers.shutdown();
+            assertThat(writers.awaitTermination(60, TimeUnit.SECONDS)).isTrue();
+        }
+        try {
+            NodeConfig mirror = config.mirror();
+            PartnershipRecord promoted = Failover.promoteMirror(witness, pair.partnership(), mirror, PartnerHealth.FAILED,
+                    PARTNER_TIMEOUT, Duration.ofSeconds(2), "test-coordinator");
+            assertThat(promoted.epoch()).isEqualTo(2);
+            assertThat(promoted.principal()).isEqualTo("node-b");
+            assertThat(witness.read(pair.partnership()).record()).isEqualTo(promoted);
+            try (Connection b = pair.mirror()) {
+                assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("principal", 2L));
+                assertThat(lockstepPrepared(b)).isEmpty();
+                List<Long> present = new ArrayList<>();
+                for (List<Object> row : rows(b, "SELECT id FROM t")) {
+                    present.add((Long) row.get(0));
+                }
+                // I1: nothing acknowledged is lost.
+                assertThat(present).containsAll(acknowledged);
+            }
+            // Promoting again is refused: the record has moved on.
+            assertThatThrownBy(() -> Failover.promoteMirror(witness, pair.partnership(), mirror, PartnerHealth.FAILED,
+                    PARTNER_TIMEOUT, Duration.ofSeconds(2), "late")).isInstanceOf(SQLException.class)
+                    .hasMessageContaining("not the mirror");
+        } finally {
+            nodes.a().restart();
+        }
+        // The old principal returns: it becomes mirror of epoch 2 and never principal again.
+        Failover.demoteReturningPrincipal(witness, pair.partnership(), config.principal(), config.mirror(), Duration.ofSeconds(2));
+        try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+            assertThat(rows(a, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 2L));
+            assertThat(lockstepPrepared(a)).isEmpty();
+            // It holds no committed transaction that the new principal lacks.
+            assertThat(rows(b, "SELECT id FROM t ORDER BY id")).containsAll(rows(a, "SELECT id FROM t ORDER BY id"));
+            assertThat(value(a, "SELECT count(*) FROM t")).isEqualTo(value(b, "SELECT count(*) FROM t"));
+        }
+        // A coordinator of the old epoch is refused by its old principal.
+        try (LockstepDataSource stale = LockstepDataSource.start(config)) {
+            throw new AssertionError("a coordinator started on the old roles: " + stale);
+        } catch (SQLException e) {
+            assertThat(e.getMessage()).contains("node-a");
+        }
+        // With the roles swapped, the partnership commits in lockstep again at epoch 2.
+        LockstepConfig swapped = pair.config().principal(config.mirror()).mirror(config.principal()).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(swapped); Connection c = ds.getConnection();
+             Statement st = c.createStatement()) {
+            st.executeUpdate("INSERT INTO t (id) VALUES (-1)");
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
+
+    @Test
+    void noPromotionWhileACoordinatorStillReachesThePrincipal() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("seen");
+        register(pair);
+        assertThat(witness.principalSeen(pair.partnership(), 1, "another-coordinator")).isTrue();
+        NodeConfig mirror = pair.config().build().mirror();
+        assertThatThrownBy(() -> Failover.promoteMirror(witness, pair.partnership(), mirror, PartnerHealth.FAILED,
+                Duration.ofSeconds(30), Duration.ofSeconds(2), "cut-off")).isInstanceOf(SQLException.class)
+                .hasMessageContaining("CUT_OFF_FROM_PRINCIPAL")
+                .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("55000"));
+        assertThatThrownBy(() -> Failover.promoteMirror(witness, pair.partnership(), mirror, PartnerHealth.SUSPECT,
+                Duration.ofMillis(1), Duration.ofSeconds(2), "impatient")).hasMessageContaining("AWAIT_PARTNER_TIMEOUT");
+        assertThat(witness.read(pair.partnership()).record().epoch()).isEqualTo(1);
+        assertThat(witness.history(pair.partnership())).hasSize(1);
+    }
+}
