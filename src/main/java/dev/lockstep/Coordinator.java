@@ -6,10 +6,13 @@ import dev.lockstep.commit.CommitProtocol;
 import dev.lockstep.commit.InDoubtResolver;
 import dev.lockstep.commit.NodeChecks;
 import dev.lockstep.commit.NodeSchema;
+import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.NodeRole;
 import dev.lockstep.core.NodeView;
 import dev.lockstep.core.PartnershipCheck;
+import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.jdbc.SqlStates;
+import dev.lockstep.witness.WitnessStore;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -25,64 +28,163 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * The coordinator inside one application instance: checks and prepares both nodes, owns one
- * connection pool per node, runs the commit protocol and in-doubt resolution.
+ * connection pool per node, runs the commit protocol and in-doubt resolution and, with a
+ * witness, the partnership monitor that fails over. What it acts on (epoch, roles, pools) is a
+ * {@link Topology}, replaced as a whole when the epoch changes.
  */
 final class Coordinator implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(Coordinator.class);
 
-    private final LockstepConfig config;
-    private final long epoch;
-    private final HikariDataSource principalPool;
-    private final HikariDataSource mirrorPool;
-    private final ScheduledExecutorService resolverSchedule;
-    private final CommitProtocol protocol;
-    private final InDoubtResolver resolver;
+    /** The roles and pools of one epoch. */
+    final class Topology implements AutoCloseable {
+        final long epoch;
+        final NodeConfig principal;
+        final NodeConfig mirror;
+        final HikariDataSource principalPool;
+        final HikariDataSource mirrorPool;
+        final CommitProtocol protocol;
+        final InDoubtResolver resolver;
 
-    private Coordinator(LockstepConfig config, long epoch) {
+        Topology(long epoch, NodeConfig principal, NodeConfig mirror) {
+            this.epoch = epoch;
+            this.principal = principal;
+            this.mirror = mirror;
+            this.principalPool = pool(principal, config.poolSize(), principalProperties(epoch));
+            this.mirrorPool = pool(mirror, config.poolSize() + 2, mirrorProperties());
+            this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation,
+                    principal.name(), mirror.name(), config.remoteCallTimeout()),
+                    () -> epoch, Coordinator.this::path, mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections(this));
+            this.resolver = new InDoubtResolver(config.partnership(),
+                    new InDoubtResolver.Node(principal.name(), principalPool),
+                    new InDoubtResolver.Node(mirror.name(), mirrorPool),
+                    inFlight::contains, config.inDoubtGrace(), config.remoteCallTimeout());
+        }
+
+        @Override
+        public void close() {
+            principalPool.close();
+            mirrorPool.close();
+        }
+    }
+
+    private final LockstepConfig config;
+    private final String incarnation;
+    private final Set<String> inFlight = ConcurrentHashMap.newKeySet();
+    private final AtomicReference<Topology> topology = new AtomicReference<>();
+    private final ScheduledExecutorService background;
+    private final WitnessStore witness;
+    private final HikariDataSource witnessPool;
+    private volatile PartnershipMonitor monitor;
+
+    private Coordinator(LockstepConfig config, HikariDataSource witnessPool, WitnessStore witness) {
         this.config = config;
-        this.epoch = epoch;
-        Set<String> inFlight = ConcurrentHashMap.newKeySet();
-        this.principalPool = pool(config.principal(), config.poolSize(), principalProperties(epoch));
-        this.mirrorPool = pool(config.mirror(), config.poolSize() + 2, mirrorProperties());
-        this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation(config),
-                config.principal().name(), config.mirror().name(), config.remoteCallTimeout()),
-                () -> epoch, mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections());
-        this.resolver = new InDoubtResolver(config.partnership(),
-                new InDoubtResolver.Node(config.principal().name(), principalPool),
-                new InDoubtResolver.Node(config.mirror().name(), mirrorPool),
-                inFlight::contains, config.inDoubtGrace(), config.remoteCallTimeout());
-        this.resolverSchedule = Executors.newSingleThreadScheduledExecutor(
-                daemonThreads("lockstep-" + config.partnership() + "-in-doubt"));
+        this.incarnation = incarnation(config);
+        this.witnessPool = witnessPool;
+        this.witness = witness;
+        this.background = Executors.newScheduledThreadPool(witness == null ? 1 : 5,
+                daemonThreads("lockstep-" + config.partnership()));
     }
 
     /**
-     * Checks both nodes, installs the schema if configured, agrees on the epoch, resolves
-     * in-doubt transactions and starts the pools.
+     * Checks both nodes, installs the schemas if configured, agrees on the epoch (with a witness:
+     * on the witness's record), resolves in-doubt transactions and starts the pools.
      */
     static Coordinator start(LockstepConfig config) throws SQLException {
-        NodeView principal = prepareNode(config, config.principal(), NodeRole.PRINCIPAL);
-        NodeView mirror = prepareNode(config, config.mirror(), NodeRole.MIRROR);
-        List<String> problems = PartnershipCheck.problems(config.partnership(), principal, mirror);
-        if (!problems.isEmpty()) {
-            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
-                    + " cannot start: " + String.join("; ", problems), null);
+        HikariDataSource witnessPool = null;
+        WitnessStore witness = null;
+        NodeConfig principalNode = config.principal();
+        NodeConfig mirrorNode = config.mirror();
+        PartnershipRecord record = null;
+        if (config.witness() != null) {
+            witnessPool = witnessPool(config);
+            witness = new WitnessStore(witnessPool, config.remoteCallTimeout(), config.witness().name());
+            try {
+                witness.install();
+                witness.create(new PartnershipRecord(config.partnership(), 1, principalNode.name(), mirrorNode.name(),
+                        MirroringState.SYNCHRONIZED, config.mode()), config.coordinatorId());
+                record = witness.read(config.partnership()).record();
+            } catch (SQLException e) {
+                witnessPool.close();
+                throw e;
+            }
+            principalNode = byName(config, record.principal(), witnessPool);
+            mirrorNode = byName(config, record.mirror(), witnessPool);
         }
-        Coordinator coordinator = new Coordinator(config, principal.epoch());
+        Coordinator coordinator = new Coordinator(config, witnessPool, witness);
         try {
-            coordinator.resolver.resolve();
-        } catch (RuntimeException e) {
+            NodeView principal = prepareNode(config, principalNode, NodeRole.PRINCIPAL);
+            NodeView mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
+            List<String> problems = PartnershipCheck.problems(config.partnership(), principal, mirror);
+            if (record != null && principal.epoch() != record.epoch()) {
+                problems = new java.util.ArrayList<>(problems);
+                problems.add("the witness records epoch " + record.epoch() + " but principal " + principal.node()
+                        + " is at epoch " + principal.epoch());
+            }
+            if (!problems.isEmpty()) {
+                throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
+                        + " cannot start: " + String.join("; ", problems), null);
+            }
+            Topology t = coordinator.new Topology(principal.epoch(), principalNode, mirrorNode);
+            coordinator.topology.set(t);
+            t.resolver.resolve();
+            long interval = config.resolverInterval().toMillis();
+            coordinator.background.scheduleWithFixedDelay(coordinator::resolveQuietly, interval, interval, TimeUnit.MILLISECONDS);
+            if (witness != null) {
+                coordinator.monitor = PartnershipMonitor.start(coordinator, witness, record, coordinator.background);
+            }
+            LOG.info("lockstep: coordinator {} of partnership {} started at epoch {}: principal {}, mirror {}{}",
+                    config.coordinatorId(), config.partnership(), principal.epoch(), principal.node(), mirror.node(),
+                    witness != null ? ", witness " + config.witness().name() : "");
+            return coordinator;
+        } catch (SQLException | RuntimeException e) {
             coordinator.close();
             throw e;
         }
-        long interval = config.resolverInterval().toMillis();
-        coordinator.resolverSchedule.scheduleWithFixedDelay(coordinator::resolveQuietly, interval, interval, TimeUnit.MILLISECONDS);
-        LOG.info("lockstep: coordinator {} of partnership {} started at epoch {}: principal {}, mirror {}",
-                config.coordinatorId(), config.partnership(), principal.epoch(), principal.node(), mirror.node());
-        return coordinator;
+    }
+
+    private static NodeConfig byName(LockstepConfig config, String name, HikariDataSource witnessPool) throws SQLException {
+        if (config.principal().name().equals(name)) {
+            return config.principal();
+        }
+        if (config.mirror().name().equals(name)) {
+            return config.mirror();
+        }
+        witnessPool.close();
+        throw SqlStates.error(SqlStates.NOT_READY, "lockstep: the witness names node " + name + " as a partner of "
+                + config.partnership() + ", but the configuration has " + config.principal().name() + " and "
+                + config.mirror().name(), null);
+    }
+
+    /**
+     * Moves to the record's epoch and roles: new connections go to its principal; the previous
+     * pools close once commits under way on them have had their deadline.
+     */
+    void adopt(PartnershipRecord record) {
+        Topology current = topology.get();
+        if (record.epoch() <= current.epoch) {
+            return;
+        }
+        NodeConfig principal = config.principal().name().equals(record.principal()) ? config.principal() : config.mirror();
+        NodeConfig mirror = principal == config.principal() ? config.mirror() : config.principal();
+        Topology next = new Topology(record.epoch(), principal, mirror);
+        if (!topology.compareAndSet(current, next)) {
+            next.close();
+            return;
+        }
+        LOG.warn("lockstep: partnership {} moved to epoch {}: principal {}, mirror {} ({})", config.partnership(),
+                record.epoch(), principal.name(), mirror.name(), record.state());
+        long linger = config.remoteCallTimeout().toMillis() * 3 + config.connectTimeout().toMillis();
+        background.schedule(current::close, linger, TimeUnit.MILLISECONDS);
+    }
+
+    private CommitProtocol.Path path() {
+        PartnershipMonitor m = monitor;
+        return m == null ? CommitProtocol.Path.LOCKSTEP : m.path();
     }
 
     private static NodeView prepareNode(LockstepConfig config, NodeConfig node, NodeRole role) throws SQLException {
@@ -157,6 +259,24 @@ final class Coordinator implements AutoCloseable {
         return new HikariDataSource(h);
     }
 
+    private static HikariDataSource witnessPool(LockstepConfig config) {
+        NodeConfig w = config.witness();
+        HikariConfig h = new HikariConfig();
+        h.setPoolName("lockstep-" + config.partnership() + "-witness-" + w.name());
+        h.setJdbcUrl(w.jdbcUrl());
+        h.setUsername(w.user());
+        h.setPassword(w.password());
+        h.setMaximumPoolSize(3);
+        h.setMinimumIdle(1);
+        h.setConnectionTimeout(Math.max(250, config.connectTimeout().toMillis()));
+        h.setValidationTimeout(Math.max(250, Math.min(config.connectTimeout().toMillis(), 5000)));
+        h.setInitializationFailTimeout(-1);
+        h.addDataSourceProperty("connectTimeout", Long.toString(Math.max(1, config.connectTimeout().toSeconds())));
+        h.addDataSourceProperty("socketTimeout", Long.toString(config.remoteCallTimeout().toSeconds() + 5));
+        h.addDataSourceProperty("ApplicationName", "lockstep-" + config.coordinatorId());
+        return new HikariDataSource(h);
+    }
+
     /**
      * The coordinator id plus a part drawn at each start, so that a restarted coordinator, or two
      * started from one properties file, never reuse a global transaction id.
@@ -166,21 +286,27 @@ final class Coordinator implements AutoCloseable {
     }
 
     /** After one broken link to a node, the pool's other idle connections to it are replaced. */
-    private final class DropStaleConnections implements CommitProtocol.LinkLoss {
+    private static final class DropStaleConnections implements CommitProtocol.LinkLoss {
+        private final Topology topology;
+
+        DropStaleConnections(Topology topology) {
+            this.topology = topology;
+        }
+
         @Override
         public void principalLinkLost() {
-            principalPool.getHikariPoolMXBean().softEvictConnections();
+            topology.principalPool.getHikariPoolMXBean().softEvictConnections();
         }
 
         @Override
         public void mirrorLinkLost() {
-            mirrorPool.getHikariPoolMXBean().softEvictConnections();
+            topology.mirrorPool.getHikariPoolMXBean().softEvictConnections();
         }
     }
 
     private void resolveQuietly() {
         try {
-            InDoubtResolver.Result r = resolver.resolve();
+            InDoubtResolver.Result r = topology.get().resolver.resolve();
             if (r.committed() + r.rolledBack() > 0) {
                 LOG.info("lockstep: in-doubt resolution committed {} and rolled back {} transactions", r.committed(), r.rolledBack());
             }
@@ -199,22 +325,32 @@ final class Coordinator implements AutoCloseable {
     }
 
     LockstepConfig config() { return config; }
-    long epoch() { return epoch; }
-    HikariDataSource principalPool() { return principalPool; }
-    HikariDataSource mirrorPool() { return mirrorPool; }
-    CommitProtocol protocol() { return protocol; }
-    InDoubtResolver resolver() { return resolver; }
+    Topology topology() { return topology.get(); }
+    long epoch() { return topology.get().epoch; }
+    HikariDataSource principalPool() { return topology.get().principalPool; }
+    HikariDataSource mirrorPool() { return topology.get().mirrorPool; }
+    InDoubtResolver resolver() { return topology.get().resolver; }
+    String incarnation() { return incarnation; }
 
     @Override
     public void close() {
-        resolverSchedule.shutdownNow();
+        PartnershipMonitor m = monitor;
+        if (m != null) {
+            m.close();
+        }
+        background.shutdownNow();
         try {
             // Let a resolution pass that is under way finish before its pools close.
-            resolverSchedule.awaitTermination(config.remoteCallTimeout().toMillis() * 2, TimeUnit.MILLISECONDS);
+            background.awaitTermination(config.remoteCallTimeout().toMillis() * 2, TimeUnit.MILLISECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        principalPool.close();
-        mirrorPool.close();
+        Topology t = topology.get();
+        if (t != null) {
+            t.close();
+        }
+        if (witnessPool != null) {
+            witnessPool.close();
+        }
     }
 }

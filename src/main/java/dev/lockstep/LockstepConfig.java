@@ -2,6 +2,7 @@ package dev.lockstep;
 
 import dev.lockstep.commit.CommitObserver;
 import dev.lockstep.core.Gid;
+import dev.lockstep.core.OperatingMode;
 
 import java.time.Clock;
 import java.time.Duration;
@@ -28,6 +29,10 @@ public final class LockstepConfig {
     private final boolean installSchema;
     private final Clock clock;
     private final CommitObserver commitObserver;
+    private final NodeConfig witness;
+    private final OperatingMode mode;
+    private final Duration partnerTimeout;
+    private final Duration heartbeatInterval;
 
     private LockstepConfig(Builder b) {
         this.partnership = b.partnership;
@@ -42,6 +47,10 @@ public final class LockstepConfig {
         this.installSchema = b.installSchema;
         this.clock = b.clock;
         this.commitObserver = b.commitObserver;
+        this.witness = b.witness;
+        this.mode = b.mode != null ? b.mode : b.witness != null ? OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER : OperatingMode.HIGH_SAFETY;
+        this.partnerTimeout = b.partnerTimeout;
+        this.heartbeatInterval = b.heartbeatInterval;
     }
 
     /** A new builder with the defaults. */
@@ -73,6 +82,14 @@ public final class LockstepConfig {
     public Clock clock() { return clock; }
     /** Observer of commit steps. */
     public CommitObserver commitObserver() { return commitObserver; }
+    /** The witness, or null when none is used. */
+    public NodeConfig witness() { return witness; }
+    /** The operating mode: with a witness, HIGH_SAFETY_AUTOMATIC_FAILOVER unless set otherwise. */
+    public OperatingMode mode() { return mode; }
+    /** How long a silent partner has before it counts as failed (SQL Server's default: 10 s). */
+    public Duration partnerTimeout() { return partnerTimeout; }
+    /** Time between two probes of each node and two heartbeats at the witness. */
+    public Duration heartbeatInterval() { return heartbeatInterval; }
 
     /** A builder that starts from this configuration. */
     public Builder toBuilder() {
@@ -89,6 +106,10 @@ public final class LockstepConfig {
         b.installSchema = installSchema;
         b.clock = clock;
         b.commitObserver = commitObserver;
+        b.witness = witness;
+        b.mode = mode;
+        b.partnerTimeout = partnerTimeout;
+        b.heartbeatInterval = heartbeatInterval;
         return b;
     }
 
@@ -96,8 +117,9 @@ public final class LockstepConfig {
      * Reads a configuration from properties: {@code partnership}, {@code principal.name},
      * {@code principal.url}, {@code principal.user}, {@code principal.password}, the same four for
      * {@code mirror}, and optionally {@code poolSize}, {@code remoteCallTimeout},
-     * {@code connectTimeout}, {@code inDoubtGrace}, {@code resolverInterval} (ISO-8601 durations
-     * such as {@code PT10S}), {@code installSchema} and {@code coordinatorId}.
+     * {@code connectTimeout}, {@code inDoubtGrace}, {@code resolverInterval}, {@code partnerTimeout},
+     * {@code heartbeatInterval} (ISO-8601 durations such as {@code PT10S}), {@code installSchema},
+     * {@code coordinatorId}, the four {@code witness.*} settings and {@code mode}.
      *
      * @param p the properties
      * @return the validated configuration
@@ -121,6 +143,19 @@ public final class LockstepConfig {
         if (p.getProperty("coordinatorId") != null) {
             b.coordinatorId(p.getProperty("coordinatorId"));
         }
+        if (p.getProperty("witness.url") != null) {
+            b.witness(node(p, "witness"));
+        }
+        if (p.getProperty("mode") != null) {
+            try {
+                b.mode(OperatingMode.valueOf(p.getProperty("mode").trim()));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("invalid setting 'mode': one of HIGH_SAFETY_AUTOMATIC_FAILOVER, HIGH_SAFETY;"
+                        + " got " + p.getProperty("mode"), e);
+            }
+        }
+        durationProperty(p, "partnerTimeout", b::partnerTimeout);
+        durationProperty(p, "heartbeatInterval", b::heartbeatInterval);
         return b.build();
     }
 
@@ -181,6 +216,10 @@ public final class LockstepConfig {
         private boolean installSchema = true;
         private Clock clock = Clock.systemUTC();
         private CommitObserver commitObserver = CommitObserver.NONE;
+        private NodeConfig witness;
+        private OperatingMode mode;
+        private Duration partnerTimeout = Duration.ofSeconds(10);
+        private Duration heartbeatInterval = Duration.ofSeconds(1);
 
         private Builder() {
         }
@@ -197,6 +236,10 @@ public final class LockstepConfig {
         public Builder installSchema(boolean v) { this.installSchema = v; return this; }
         public Builder clock(Clock v) { this.clock = v; return this; }
         public Builder commitObserver(CommitObserver v) { this.commitObserver = v; return this; }
+        public Builder witness(NodeConfig v) { this.witness = v; return this; }
+        public Builder mode(OperatingMode v) { this.mode = v; return this; }
+        public Builder partnerTimeout(Duration v) { this.partnerTimeout = v; return this; }
+        public Builder heartbeatInterval(Duration v) { this.heartbeatInterval = v; return this; }
 
         /**
          * Validates and builds.
@@ -237,6 +280,21 @@ public final class LockstepConfig {
             if (inDoubtGrace == null || inDoubtGrace.compareTo(minGrace) < 0) {
                 throw invalid("inDoubtGrace", "must be at least 3 x remoteCallTimeout (rounded up to seconds) + connectTimeout ("
                         + minGrace + ") so that no live commit is settled under it", inDoubtGrace);
+            }
+            requireBetween("heartbeatInterval", heartbeatInterval, Duration.ofMillis(50), Duration.ofMinutes(1));
+            requireBetween("partnerTimeout", partnerTimeout, Duration.ofMillis(500), Duration.ofHours(1));
+            if (partnerTimeout.compareTo(heartbeatInterval.multipliedBy(2)) < 0) {
+                throw invalid("partnerTimeout", "must be at least 2 x heartbeatInterval (" + heartbeatInterval.multipliedBy(2)
+                        + ") so that one lost probe is not a failure", partnerTimeout);
+            }
+            if (mode == OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER && witness == null) {
+                throw invalid("mode", "HIGH_SAFETY_AUTOMATIC_FAILOVER needs a witness (set witness.url)", mode);
+            }
+            if (mode == OperatingMode.HIGH_PERFORMANCE) {
+                throw invalid("mode", "HIGH_PERFORMANCE (asynchronous mirroring) is not available yet", mode);
+            }
+            if (witness != null && (witness.name().equals(principal.name()) || witness.name().equals(mirror.name()))) {
+                throw invalid("witness.name", "must differ from the partners' names", witness.name());
             }
             Objects.requireNonNull(clock, "clock");
             Objects.requireNonNull(commitObserver, "commitObserver");

@@ -63,7 +63,8 @@ public final class LockstepDataSource implements DataSource, AutoCloseable {
         if (closed) {
             throw SqlStates.error("08003", "lockstep: the data source of partnership " + coordinator.config().partnership() + " is closed", null);
         }
-        return LockstepConnection.wrap(coordinator.principalPool().getConnection(), coordinator.protocol());
+        Coordinator.Topology t = coordinator.topology();
+        return LockstepConnection.wrap(t.principalPool.getConnection(), t.protocol);
     }
 
     /** Not supported: credentials are part of the node configuration. */

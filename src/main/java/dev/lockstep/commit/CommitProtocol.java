@@ -17,6 +17,7 @@ import java.time.Duration;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.LongSupplier;
+import java.util.function.Supplier;
 
 /**
  * The mirrored commit: drain the change set into a journal record and prepare on the principal,
@@ -53,8 +54,19 @@ public final class CommitProtocol implements TransactionCommitter {
         void mirrorLinkLost();
     }
 
+    /** Where a transaction's changes go, as the coordinator's quorum rules decide. */
+    public enum Path {
+        /** To both nodes, with two-phase commit. */
+        LOCKSTEP,
+        /** To the principal alone, under the coordinator's lease; the journal keeps them for the mirror. */
+        EXPOSED,
+        /** Nowhere: the principal has no quorum. Transactions that change nothing mirrored still commit. */
+        REFUSED
+    }
+
     private final Settings settings;
     private final LongSupplier epoch;
+    private final Supplier<Path> path;
     private final DataSource mirrorPool;
     private final CommitObserver observer;
     private final Set<String> inFlight;
@@ -73,8 +85,23 @@ public final class CommitProtocol implements TransactionCommitter {
      */
     public CommitProtocol(Settings settings, LongSupplier epoch, DataSource mirrorPool, CommitObserver observer,
                           Set<String> inFlight, LinkLoss linkLoss) {
+        this(settings, epoch, () -> Path.LOCKSTEP, mirrorPool, observer, inFlight, linkLoss);
+    }
+
+    /**
+     * @param settings      the partnership
+     * @param epoch         the epoch this coordinator acts in
+     * @param path          where commits go now; asked at every commit
+     * @param mirrorPool    connections to the mirror with session_replication_role = replica, autocommit off
+     * @param observer      told of each step
+     * @param inFlight      gids this coordinator is working on; in-doubt resolution leaves them alone
+     * @param linkLoss      told when a link to a node broke
+     */
+    public CommitProtocol(Settings settings, LongSupplier epoch, Supplier<Path> path, DataSource mirrorPool,
+                          CommitObserver observer, Set<String> inFlight, LinkLoss linkLoss) {
         this.settings = settings;
         this.epoch = epoch;
+        this.path = path;
         this.mirrorPool = mirrorPool;
         this.observer = observer;
         this.inFlight = inFlight;
@@ -89,7 +116,12 @@ public final class CommitProtocol implements TransactionCommitter {
         // A frozen principal or a black-holed link must not hold the commit forever.
         principal.setNetworkTimeout(Runnable::run, (int) settings.callTimeout().toMillis() + SOCKET_MARGIN_MILLIS);
         try {
-            commit(principal, likelyWrites, gid);
+            Path now = path.get();
+            if (now == Path.LOCKSTEP) {
+                commit(principal, likelyWrites, gid);
+            } else {
+                commitAlone(principal, gid, now);
+            }
         } catch (SQLException e) {
             // Whatever failed before the principal prepared leaves its transaction open: end it,
             // as a failed commit does in plain JDBC.
@@ -126,6 +158,30 @@ public final class CommitProtocol implements TransactionCommitter {
             }
         }
         commitOnPrincipal(principal, gid);
+        observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
+    }
+
+    /**
+     * The principal commits alone: exposed, its journal keeps the record until the mirror catches
+     * up; or refused, when it has no quorum and the transaction changed something mirrored.
+     */
+    private void commitAlone(Connection principal, String gid, Path now) throws SQLException {
+        JournalRecord record;
+        try (PreparedStatement ps = principal.prepareStatement("SELECT * FROM lockstep.collect(?)")) {
+            ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+            ps.setString(1, gid);
+            try (ResultSet rs = ps.executeQuery()) {
+                record = JournalRecord.read(rs, gid);
+            }
+        } catch (SQLException e) {
+            throw principalRefused(principal, gid, e);
+        }
+        if (record != null && now == Path.REFUSED) {
+            throw SqlStates.error(SqlStates.CONNECTION_FAILURE, "lockstep: transaction " + gid + " was rolled back: principal node "
+                    + settings.principalNode() + " has no quorum at epoch " + epoch.getAsLong()
+                    + " (neither the mirror nor the witness confirms it), so it accepts no writes", null);
+        }
+        principal.commit();
         observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
     }
 

@@ -42,12 +42,14 @@ class FailoverTest extends OnTwoNodes {
     private static final Duration PARTNER_TIMEOUT = Duration.ofSeconds(2);
     private static PgNode witnessNode;
     private static WitnessStore witness;
+    private static String witnessDb;
 
     @BeforeAll
     static void startWitness() throws SQLException {
         witnessNode = PgNode.start("witness");
         PGSimpleDataSource source = new PGSimpleDataSource();
-        source.setUrl(witnessNode.jdbcUrl(witnessNode.createDatabase("witness")));
+        witnessDb = witnessNode.createDatabase("witness");
+        source.setUrl(witnessNode.jdbcUrl(witnessDb));
         source.setUser(witnessNode.user());
         source.setPassword(witnessNode.password());
         witness = new WitnessStore(source, Duration.ofSeconds(2), "witness");
@@ -142,6 +144,83 @@ class FailoverTest extends OnTwoNodes {
              Statement st = c.createStatement()) {
             st.executeUpdate("INSERT INTO t (id) VALUES (-1)");
             assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
+
+    private static NodeConfig witnessConfig() {
+        return NodeConfig.of("witness", witnessNode.jdbcUrl(witnessDb), witnessNode.user(), witnessNode.password());
+    }
+
+    /**
+     * The whole path with a running data source: the principal is killed under load, the
+     * coordinator's monitor promotes the mirror, new commits go to it (exposed, under the
+     * witness's lease), and the old principal, restarted, is made a mirror of the new epoch.
+     */
+    @Test
+    void aRunningDataSourceFailsOverByItselfWhenThePrincipalIsKilled() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("auto");
+        LockstepConfig config = pair.config().witness(witnessConfig()).partnerTimeout(PARTNER_TIMEOUT)
+                .heartbeatInterval(Duration.ofMillis(200)).build();
+        Set<Long> acknowledged = ConcurrentHashMap.newKeySet();
+        AtomicLong ids = new AtomicLong();
+        AtomicBoolean stop = new AtomicBoolean();
+        ExecutorService writers = Executors.newFixedThreadPool(4);
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE t (id bigint PRIMARY KEY)");
+            }
+            for (int w = 0; w < 4; w++) {
+                writers.submit(() -> {
+                    while (!stop.get()) {
+                        long id = ids.incrementAndGet();
+                        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                            st.executeUpdate("INSERT INTO t (id) VALUES (" + id + ")");
+                            acknowledged.add(id);
+                        } catch (SQLException e) {
+                            // Not acknowledged; keep writing, as an application would retry.
+                        }
+                    }
+                    return null;
+                });
+            }
+            await().atMost(Duration.ofSeconds(30)).until(() -> acknowledged.size() >= 200);
+            try {
+                nodes.a().kill();
+                await().atMost(Duration.ofSeconds(60)).until(() -> witness.read(pair.partnership()).record().epoch() == 2);
+                PartnershipRecord after = witness.read(pair.partnership()).record();
+                assertThat(after.principal()).isEqualTo("node-b");
+                assertThat(after.state()).isEqualTo(MirroringState.DISCONNECTED);
+                int atFailover = acknowledged.size();
+                // The new principal runs exposed: commits are acknowledged again without the old principal.
+                await().atMost(Duration.ofSeconds(60)).until(() -> acknowledged.size() >= atFailover + 100);
+                stop.set(true);
+                writers.shutdown();
+                assertThat(writers.awaitTermination(60, TimeUnit.SECONDS)).isTrue();
+                try (Connection b = pair.mirror()) {
+                    List<Long> present = new ArrayList<>();
+                    for (List<Object> row : rows(b, "SELECT id FROM t")) {
+                        present.add((Long) row.get(0));
+                    }
+                    assertThat(present).containsAll(acknowledged);
+                    assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("principal", 2L));
+                }
+            } finally {
+                stop.set(true);
+                writers.shutdownNow();
+                nodes.a().restart();
+            }
+            // The old principal comes back as a mirror of epoch 2, never as principal.
+            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(250)).until(() -> {
+                try (Connection a = pair.principal()) {
+                    return rows(a, "SELECT role, epoch FROM lockstep.node_state").equals(List.of(List.of("mirror", 2L)));
+                }
+            });
+            try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+                assertThat(lockstepPrepared(a)).isEmpty();
+                assertThat(rows(b, "SELECT id FROM t")).containsAll(rows(a, "SELECT id FROM t"));
+            }
+            assertThat(witness.history(pair.partnership())).extracting(WitnessStore.Transition::newState)
+                    .containsSubsequence(MirroringState.SYNCHRONIZED, MirroringState.PENDING_FAILOVER, MirroringState.DISCONNECTED);
         }
     }
 

@@ -1,0 +1,211 @@
+package dev.lockstep;
+
+import dev.lockstep.commit.CommitProtocol;
+import dev.lockstep.core.ExposedLease;
+import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.PartnerHealth;
+import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.core.QuorumRules;
+import dev.lockstep.core.RoleChanges;
+import dev.lockstep.health.FailureDetector;
+import dev.lockstep.health.NodeProbe;
+import dev.lockstep.witness.WitnessStore;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.util.List;
+import java.util.Properties;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A coordinator's watch over its partnership: once per heartbeat it tells the witness that it
+ * reached the principal (renewing its lease), follows the witness's record to new epochs, asks
+ * the quorum rules what to do and does it: promote the mirror, record a lost mirror, or stop
+ * writes. Commits ask it which path to take.
+ */
+final class PartnershipMonitor implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(PartnershipMonitor.class);
+
+    private final Coordinator coordinator;
+    private final LockstepConfig config;
+    private final WitnessStore witness;
+    private final FailureDetector detector;
+    private volatile PartnershipRecord record;
+    private volatile CommitProtocol.Path path = CommitProtocol.Path.LOCKSTEP;
+    private volatile long leaseSentNanos = Long.MIN_VALUE / 2;
+    private volatile QuorumRules.Action lastAction;
+    private ScheduledFuture<?> ticks;
+
+    private PartnershipMonitor(Coordinator coordinator, WitnessStore witness, PartnershipRecord record, FailureDetector detector) {
+        this.coordinator = coordinator;
+        this.config = coordinator.config();
+        this.witness = witness;
+        this.record = record;
+        this.detector = detector;
+    }
+
+    static PartnershipMonitor start(Coordinator coordinator, WitnessStore witness, PartnershipRecord record,
+                                    ScheduledExecutorService scheduler) {
+        LockstepConfig config = coordinator.config();
+        List<NodeProbe> probes = List.of(probe(config, config.principal()), probe(config, config.mirror()),
+                probe(config, config.witness()));
+        FailureDetector detector = new FailureDetector(probes, config.heartbeatInterval(), config.partnerTimeout(),
+                System::nanoTime, scheduler, (node, before, after) ->
+                LOG.info("lockstep: partnership {}: node {} is {} (was {})", config.partnership(), node, after, before));
+        PartnershipMonitor monitor = new PartnershipMonitor(coordinator, witness, record, detector);
+        detector.start();
+        long interval = config.heartbeatInterval().toMillis();
+        monitor.ticks = scheduler.scheduleWithFixedDelay(monitor::tickQuietly, interval, interval, TimeUnit.MILLISECONDS);
+        return monitor;
+    }
+
+    private static NodeProbe probe(LockstepConfig config, NodeConfig node) {
+        Duration deadline = config.remoteCallTimeout();
+        return new NodeProbe(node.name(), () -> {
+            Properties p = new Properties();
+            p.setProperty("user", node.user());
+            p.setProperty("password", node.password());
+            p.setProperty("connectTimeout", Long.toString(Math.max(1, config.connectTimeout().toSeconds())));
+            p.setProperty("socketTimeout", Long.toString(Math.max(1, deadline.toSeconds()) + 1));
+            p.setProperty("ApplicationName", "lockstep-probe-" + config.coordinatorId());
+            return DriverManager.getConnection(node.jdbcUrl(), p);
+        }, deadline);
+    }
+
+    /** Where commits go now: an exposed principal commits alone only under a fresh lease. */
+    CommitProtocol.Path path() {
+        CommitProtocol.Path p = path;
+        if (p == CommitProtocol.Path.EXPOSED
+                && !ExposedLease.holds(leaseSentNanos, System.nanoTime(), config.partnerTimeout().toMillis())) {
+            return CommitProtocol.Path.REFUSED;
+        }
+        return p;
+    }
+
+    /** The witness's record as last read. */
+    PartnershipRecord record() {
+        return record;
+    }
+
+    /** What the quorum rules said last. */
+    QuorumRules.Action lastAction() {
+        return lastAction;
+    }
+
+    /** A node's health as the failure detector sees it. */
+    PartnerHealth health(String node) {
+        return detector.health(node);
+    }
+
+    private void tickQuietly() {
+        try {
+            tick();
+        } catch (SQLException | RuntimeException e) {
+            LOG.warn("lockstep: partnership {}: monitor pass failed: {}", config.partnership(), e.toString());
+        }
+    }
+
+    private void tick() throws SQLException {
+        Coordinator.Topology t = coordinator.topology();
+        PartnerHealth principal = detector.health(t.principal.name());
+        PartnerHealth mirror = detector.health(t.mirror.name());
+        WitnessStore.Sighting seen = null;
+        try {
+            if (principal == PartnerHealth.UP) {
+                long sent = System.nanoTime();
+                if (witness.principalSeen(config.partnership(), t.epoch, config.coordinatorId())) {
+                    leaseSentNanos = sent;
+                }
+            }
+            witness.heartbeat(config.partnership(), config.coordinatorId(), t.epoch);
+            seen = witness.read(config.partnership());
+        } catch (SQLException e) {
+            LOG.debug("lockstep: partnership {}: witness unreachable: {}", config.partnership(), e.getMessage());
+        }
+        if (seen != null) {
+            record = seen.record();
+            if (record.epoch() > t.epoch) {
+                coordinator.adopt(record);
+                path = CommitProtocol.Path.LOCKSTEP;
+                return;
+            }
+        }
+        PartnerHealth witnessHealth = seen != null ? detector.health(config.witness().name()) : PartnerHealth.FAILED;
+        // Without a fresh reading the principal counts as seen: no promotion on stale information.
+        long unseen = seen != null ? seen.principalUnseenMillis() : 0;
+        QuorumRules.Action action = QuorumRules.decide(new QuorumRules.Observation(record, principal, mirror, witnessHealth,
+                unseen, config.partnerTimeout().toMillis()));
+        if (action != lastAction) {
+            LOG.info("lockstep: partnership {} at epoch {}: {}", config.partnership(), record.epoch(), action);
+        }
+        lastAction = action;
+        act(action, t, mirror);
+    }
+
+    private void act(QuorumRules.Action action, Coordinator.Topology t, PartnerHealth mirror) throws SQLException {
+        switch (action) {
+            case FAILOVER -> {
+                path = CommitProtocol.Path.REFUSED;
+                PartnershipRecord next = Failover.promoteMirror(witness, config.partnership(), t.mirror, PartnerHealth.FAILED,
+                        config.partnerTimeout(), config.remoteCallTimeout(), config.coordinatorId());
+                record = next;
+                coordinator.adopt(next);
+                path = CommitProtocol.Path.LOCKSTEP;
+            }
+            case RUN_EXPOSED -> {
+                if (record.state() == MirroringState.SYNCHRONIZED || record.state() == MirroringState.SYNCHRONIZING) {
+                    // Recorded first, so that no coordinator promotes a mirror that misses what follows.
+                    RoleChanges.Result lost = RoleChanges.mirrorLost(record);
+                    if (witness.transition(record, lost.next(), null, "mirror " + t.mirror.name() + " lost", config.coordinatorId())) {
+                        record = lost.next();
+                    }
+                    path = CommitProtocol.Path.LOCKSTEP;
+                    return;
+                }
+                path = CommitProtocol.Path.EXPOSED;
+                if (record.state() == MirroringState.DISCONNECTED && mirror == PartnerHealth.UP) {
+                    demoteIfReturned(t);
+                }
+            }
+            case STOP_WRITES -> path = CommitProtocol.Path.REFUSED;
+            default -> path = CommitProtocol.Path.LOCKSTEP;
+        }
+    }
+
+    /** A returning old principal is made a mirror of this epoch; it waits for catch-up there. */
+    private void demoteIfReturned(Coordinator.Topology t) {
+        try (Connection c = Coordinator.connectDirect(config, t.mirror);
+             var st = c.createStatement(); var rs = st.executeQuery("SELECT role, epoch FROM lockstep.node_state")) {
+            if (!rs.next() || rs.getLong(2) >= t.epoch) {
+                return;
+            }
+        } catch (SQLException e) {
+            return;
+        }
+        try {
+            int[] settled = Failover.demoteReturningPrincipal(witness, config.partnership(), t.mirror, t.principal,
+                    config.remoteCallTimeout());
+            LOG.warn("lockstep: partnership {}: node {} returned and became mirror at epoch {} ({} prepared transactions"
+                    + " committed, {} rolled back); it needs catch-up", config.partnership(), t.mirror.name(), t.epoch,
+                    settled[0], settled[1]);
+        } catch (SQLException e) {
+            LOG.warn("lockstep: partnership {}: returning node {} not demoted yet: {}", config.partnership(), t.mirror.name(),
+                    e.getMessage());
+        }
+    }
+
+    @Override
+    public void close() {
+        if (ticks != null) {
+            ticks.cancel(true);
+        }
+        detector.close();
+    }
+}
