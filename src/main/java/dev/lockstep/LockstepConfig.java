@@ -199,6 +199,7 @@ public final class LockstepConfig {
     @Override
     public String toString() {
         return "LockstepConfig[partnership=" + partnership + ", principal=" + principal + ", mirror=" + mirror
+                + ", witness=" + witness + ", mode=" + mode + ", partnerTimeout=" + partnerTimeout
                 + ", coordinator=" + coordinatorId + ", poolSize=" + poolSize + ", remoteCallTimeout=" + remoteCallTimeout + "]";
     }
 

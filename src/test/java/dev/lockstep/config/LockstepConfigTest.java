@@ -2,6 +2,7 @@ package dev.lockstep.config;
 
 import dev.lockstep.LockstepConfig;
 import dev.lockstep.NodeConfig;
+import dev.lockstep.core.OperatingMode;
 import org.junit.jupiter.api.Test;
 
 import java.time.Duration;
@@ -43,6 +44,42 @@ class LockstepConfigTest {
         assertThatThrownBy(() -> valid().remoteCallTimeout(Duration.ofMillis(500)).connectTimeout(Duration.ofMillis(500))
                 .inDoubtGrace(Duration.ofSeconds(3)).build()).hasMessageContaining("PT3.5S");
         assertThatThrownBy(() -> valid().coordinatorId("x:y").build()).hasMessageContaining("'coordinatorId'");
+    }
+
+    @Test
+    void witnessModeAndPartnerTimeoutAreValidated() {
+        NodeConfig w = NodeConfig.of("w", "jdbc:postgresql://127.0.0.1:5434/w", "u", "secret-w");
+        LockstepConfig withWitness = valid().witness(w).build();
+        assertThat(withWitness.mode()).isEqualTo(OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER);
+        assertThat(withWitness.partnerTimeout()).isEqualTo(Duration.ofSeconds(10));
+        assertThat(withWitness.heartbeatInterval()).isEqualTo(Duration.ofSeconds(1));
+        assertThat(withWitness.toString()).contains("witness=").doesNotContain("secret-w");
+        assertThat(valid().build().mode()).isEqualTo(OperatingMode.HIGH_SAFETY);
+        assertThatThrownBy(() -> valid().mode(OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER).build())
+                .hasMessageContaining("'mode'").hasMessageContaining("needs a witness");
+        assertThatThrownBy(() -> valid().witness(w).mode(OperatingMode.HIGH_PERFORMANCE).build())
+                .hasMessageContaining("'mode'").hasMessageContaining("HIGH_PERFORMANCE");
+        assertThatThrownBy(() -> valid().witness(NodeConfig.of("a", w.jdbcUrl(), "u", "p")).build())
+                .hasMessageContaining("'witness.name'");
+        assertThatThrownBy(() -> valid().partnerTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofMillis(600)).build())
+                .hasMessageContaining("'partnerTimeout'").hasMessageContaining("2 x heartbeatInterval");
+        assertThatThrownBy(() -> valid().heartbeatInterval(Duration.ofMillis(1)).build()).hasMessageContaining("'heartbeatInterval'");
+        Properties p = new Properties();
+        p.setProperty("partnership", "orders");
+        for (NodeConfig n : new NodeConfig[] {A, B, w}) {
+            String role = n == A ? "principal" : n == B ? "mirror" : "witness";
+            p.setProperty(role + ".name", n.name());
+            p.setProperty(role + ".url", n.jdbcUrl());
+            p.setProperty(role + ".user", "u");
+        }
+        p.setProperty("partnerTimeout", "PT4S");
+        p.setProperty("mode", "HIGH_SAFETY");
+        LockstepConfig read = LockstepConfig.fromProperties(p);
+        assertThat(read.witness().name()).isEqualTo("w");
+        assertThat(read.mode()).isEqualTo(OperatingMode.HIGH_SAFETY);
+        assertThat(read.partnerTimeout()).isEqualTo(Duration.ofSeconds(4));
+        p.setProperty("mode", "FAST");
+        assertThatThrownBy(() -> LockstepConfig.fromProperties(p)).hasMessageContaining("'mode'").hasMessageContaining("FAST");
     }
 
     @Test
