@@ -8,12 +8,10 @@ import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.OperatingMode;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipRecord;
-import dev.lockstep.testing.PgNode;
 import dev.lockstep.witness.WitnessStore;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.postgresql.ds.PGSimpleDataSource;
 
 import java.sql.Connection;
 import java.sql.SQLException;
@@ -40,25 +38,18 @@ import static org.awaitility.Awaitility.await;
 class FailoverTest extends OnTwoNodes {
 
     private static final Duration PARTNER_TIMEOUT = Duration.ofSeconds(2);
-    private static PgNode witnessNode;
+    private static Witness witnessServer;
     private static WitnessStore witness;
-    private static String witnessDb;
 
     @BeforeAll
     static void startWitness() throws SQLException {
-        witnessNode = PgNode.start("witness");
-        PGSimpleDataSource source = new PGSimpleDataSource();
-        witnessDb = witnessNode.createDatabase("witness");
-        source.setUrl(witnessNode.jdbcUrl(witnessDb));
-        source.setUser(witnessNode.user());
-        source.setPassword(witnessNode.password());
-        witness = new WitnessStore(source, Duration.ofSeconds(2), "witness");
-        witness.install();
+        witnessServer = Witness.start();
+        witness = witnessServer.store();
     }
 
     @AfterAll
     static void stopWitness() {
-        witnessNode.close();
+        witnessServer.close();
     }
 
     private static void register(TwoNodes.Pair pair) throws SQLException {
@@ -147,10 +138,6 @@ class FailoverTest extends OnTwoNodes {
         }
     }
 
-    private static NodeConfig witnessConfig() {
-        return NodeConfig.of("witness", witnessNode.jdbcUrl(witnessDb), witnessNode.user(), witnessNode.password());
-    }
-
     /**
      * The whole path with a running data source: the principal is killed under load, the
      * coordinator's monitor promotes the mirror, new commits go to it (exposed, under the
@@ -159,7 +146,7 @@ class FailoverTest extends OnTwoNodes {
     @Test
     void aRunningDataSourceFailsOverByItselfWhenThePrincipalIsKilled() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("auto");
-        LockstepConfig config = pair.config().witness(witnessConfig()).partnerTimeout(PARTNER_TIMEOUT)
+        LockstepConfig config = pair.config().witness(witnessServer.config()).partnerTimeout(PARTNER_TIMEOUT)
                 .heartbeatInterval(Duration.ofMillis(200)).build();
         Set<Long> acknowledged = ConcurrentHashMap.newKeySet();
         AtomicLong ids = new AtomicLong();

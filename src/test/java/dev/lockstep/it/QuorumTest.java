@@ -1,0 +1,133 @@
+package dev.lockstep.it;
+
+import dev.lockstep.LockstepConfig;
+import dev.lockstep.LockstepDataSource;
+import dev.lockstep.core.MirroringState;
+import dev.lockstep.witness.WitnessStore;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+
+import static dev.lockstep.it.TwoNodes.value;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+/** Rows of the quorum table of DESIGN.md with a running data source, real servers and cut links. */
+class QuorumTest extends OnTwoNodes {
+
+    private static Witness witness;
+
+    @BeforeAll
+    static void startWitness() throws SQLException {
+        witness = Witness.start();
+    }
+
+    @AfterAll
+    static void stopWitness() {
+        witness.close();
+    }
+
+    private static LockstepDataSource start(TwoNodes.Pair pair) throws SQLException {
+        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).build();
+        LockstepDataSource ds = LockstepDataSource.start(config);
+        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+        }
+        return ds;
+    }
+
+    /** Commits one row; true when the commit was acknowledged. */
+    private static boolean write(LockstepDataSource ds, int id) {
+        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.executeUpdate("INSERT INTO t VALUES (" + id + ")");
+            return true;
+        } catch (SQLException e) {
+            return false;
+        }
+    }
+
+    private static MirroringState state(TwoNodes.Pair pair) throws SQLException {
+        return witness.store().read(pair.partnership()).record().state();
+    }
+
+    @Test
+    void mirrorLostWithTheWitnessConnected_principalRunsExposedAndTheWitnessRecordsDisconnected() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("mirrorlost");
+        try (LockstepDataSource ds = start(pair)) {
+            assertThat(write(ds, 1)).isTrue();
+            nodes.b().proxy().partition();
+            try {
+                await().atMost(Duration.ofSeconds(30)).until(() -> state(pair) == MirroringState.DISCONNECTED);
+                await().atMost(Duration.ofSeconds(30)).until(() -> write(ds, 2));
+                assertThat(write(ds, 3)).isTrue();
+            } finally {
+                nodes.b().proxy().heal();
+            }
+            assertThat(witness.store().read(pair.partnership()).record().epoch()).isEqualTo(1);
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(3L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(1L);
+            // The journal keeps what the mirror lacks, for catch-up.
+            assertThat((Long) value(p, "SELECT count(*) FROM lockstep.journal WHERE epoch > 0"))
+                    .isGreaterThan((Long) value(m, "SELECT count(*) FROM lockstep.journal WHERE epoch > 0"));
+        }
+    }
+
+    @Test
+    void witnessLostWithThePartnersConnected_lockstepContinues() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("witnesslost");
+        try (LockstepDataSource ds = start(pair)) {
+            witness.node().proxy().partition();
+            try {
+                for (int i = 1; i <= 20; i++) {
+                    assertThat(write(ds, i)).isTrue();
+                }
+            } finally {
+                witness.node().proxy().heal();
+            }
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(20L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(20L);
+        }
+        assertThat(state(pair)).isEqualTo(MirroringState.SYNCHRONIZED);
+    }
+
+    @Test
+    void witnessLostThenMirrorLost_principalStopsAcceptingWrites() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("noquorum");
+        try (LockstepDataSource ds = start(pair); Connection reader = ds.getConnection()) {
+            assertThat(write(ds, 1)).isTrue();
+            witness.node().proxy().partition();
+            nodes.b().proxy().partition();
+            try {
+                await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(300)).untilAsserted(() ->
+                        assertThatThrownBy(() -> {
+                            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                                st.executeUpdate("INSERT INTO t VALUES (2)");
+                            }
+                        }).hasMessageContaining("no quorum"));
+                // Reading is still served.
+                assertThat(value(reader, "SELECT count(*) FROM t")).isEqualTo(1L);
+            } finally {
+                nodes.b().proxy().heal();
+                witness.node().proxy().heal();
+            }
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(1L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(1L);
+        }
+        WitnessStore.Sighting s = witness.store().read(pair.partnership());
+        assertThat(s.record().state()).isEqualTo(MirroringState.SYNCHRONIZED);
+        assertThat(s.record().epoch()).isEqualTo(1);
+    }
+}
