@@ -9,6 +9,7 @@ import dev.lockstep.commit.NodeSchema;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.NodeRole;
 import dev.lockstep.core.NodeView;
+import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipCheck;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.jdbc.SqlStates;
@@ -322,6 +323,37 @@ final class Coordinator implements AutoCloseable {
             t.setDaemon(true);
             return t;
         };
+    }
+
+    /** This coordinator's view of the partnership. */
+    PartnershipStatus status() {
+        Topology t = topology.get();
+        PartnershipMonitor m = monitor;
+        if (m == null) {
+            return new PartnershipStatus(config.partnership(), t.epoch, t.principal.name(), t.mirror.name(),
+                    MirroringState.SYNCHRONIZED, config.mode(), null, null, null, null, false);
+        }
+        PartnershipRecord r = m.record();
+        PartnerHealth principal = m.health(t.principal.name());
+        PartnerHealth mirror = m.health(t.mirror.name());
+        PartnerHealth witnessHealth = m.health(config.witness().name());
+        boolean armed = dev.lockstep.core.QuorumRules.automaticFailoverAllowed(new dev.lockstep.core.QuorumRules.Observation(
+                r, principal, mirror, witnessHealth, 0, config.partnerTimeout().toMillis()));
+        return new PartnershipStatus(config.partnership(), t.epoch, t.principal.name(), t.mirror.name(), r.state(), r.mode(),
+                principal, mirror, witnessHealth, m.lastAction(), armed);
+    }
+
+    /** Planned failover to the named node; this coordinator follows at once. */
+    PartnershipRecord plannedFailover(String newPrincipal) throws SQLException {
+        if (witness == null) {
+            throw SqlStates.error(SqlStates.NOT_SUPPORTED, "lockstep: planned failover of partnership " + config.partnership()
+                    + " needs a witness (set witness.url); without one, roles are changed by reconfiguring the nodes", null);
+        }
+        Topology t = topology.get();
+        PartnershipRecord next = Failover.planned(witness, config.partnership(), newPrincipal, t.principal, t.mirror,
+                config.remoteCallTimeout(), config.coordinatorId());
+        adopt(next);
+        return next;
     }
 
     LockstepConfig config() { return config; }

@@ -102,6 +102,58 @@ public final class Failover {
         }
     }
 
+    /**
+     * Planned failover with no loss, only while SYNCHRONIZED (Lync's
+     * {@code Invoke-CsDatabaseFailover}): the principal is demoted first, which waits for the
+     * transactions it is running and fences new ones; the partners' in-doubt transactions are
+     * settled between them; the mirror takes the next epoch as principal; the old principal
+     * continues as a synchronized mirror. Failing back is the same call naming the other node.
+     *
+     * @param witness     the witness
+     * @param partnership the partnership
+     * @param newPrincipal the node to become principal
+     * @param principal   the current principal
+     * @param mirror      the current mirror
+     * @param callTimeout deadline of each call, and of the wait for running transactions
+     * @param actor       who asks, for the witness history
+     * @return the new record
+     * @throws SQLException 55000 when the change is not allowed (the message says why); 40001 when
+     *                      the record changed meanwhile; 55P03 when running transactions did not
+     *                      end in time (nothing changed)
+     */
+    public static PartnershipRecord planned(WitnessStore witness, String partnership, String newPrincipal,
+                                            NodeConfig principal, NodeConfig mirror, Duration callTimeout, String actor)
+            throws SQLException {
+        PartnershipRecord current = witness.read(partnership).record();
+        RoleChanges.Result change = RoleChanges.manualFailover(current, newPrincipal);
+        if (!change.allowed()) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: no planned failover: " + change.refusal(), null);
+        }
+        if (!current.principal().equals(principal.name()) || !current.mirror().equals(mirror.name())) {
+            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + partnership
+                    + " has moved on at the witness: " + current, null);
+        }
+        PartnershipRecord pending = current.withState(MirroringState.PENDING_FAILOVER);
+        if (!witness.transition(current, pending, null, "planned failover to " + newPrincipal, actor)) {
+            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + partnership
+                    + " changed at the witness meanwhile: " + witness.read(partnership), null);
+        }
+        PartnershipRecord next = change.next();
+        try (Connection p = connect(principal, callTimeout); Connection m = connect(mirror, callTimeout)) {
+            try {
+                NodeRoleChange.demote(p, principal.name(), next.epoch(), callTimeout);
+            } catch (SQLException e) {
+                // Nothing changed on the nodes: back to where it was.
+                witness.transition(pending, current, null, "planned failover abandoned: " + e.getMessage(), actor);
+                throw e;
+            }
+            NodeRoleChange.settleReturning(m, p, partnership, next.epoch());
+            NodeRoleChange.promote(m, partnership, mirror.name(), next.epoch(), callTimeout);
+        }
+        witness.transition(pending, next, null, "planned failover: " + newPrincipal + " is principal", actor);
+        return next;
+    }
+
     private static Connection connect(NodeConfig node, Duration callTimeout) throws SQLException {
         Properties p = new Properties();
         p.setProperty("user", node.user());

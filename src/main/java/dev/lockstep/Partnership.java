@@ -1,5 +1,6 @@
 package dev.lockstep;
 
+import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.commit.InDoubtResolver;
 
 import javax.sql.DataSource;
@@ -34,6 +35,31 @@ public final class Partnership {
     /** The epoch this coordinator commits in. */
     public long epoch() {
         return coordinator.epoch();
+    }
+
+    /**
+     * What this coordinator knows of the partnership, as Lync's {@code Get-CsDatabaseMirrorState}
+     * shows it: roles, epoch, mirroring state, each node's health, the witness and quorum.
+     *
+     * @return the status
+     */
+    public PartnershipStatus status() {
+        return coordinator.status();
+    }
+
+    /**
+     * Planned failover, with no loss: {@code newPrincipal} becomes principal at the next epoch
+     * and the other node continues as a synchronized mirror; naming the other node fails back.
+     * Needs a witness and a SYNCHRONIZED partnership.
+     *
+     * @param newPrincipal the node to become principal
+     * @return the new partnership record
+     * @throws SQLException 0A000 without a witness; 55000 when the partnership is not
+     *                      SYNCHRONIZED or the node is already principal; 55P03 when running
+     *                      transactions did not end within the call timeout (nothing changed)
+     */
+    public PartnershipRecord failover(String newPrincipal) throws SQLException {
+        return coordinator.plannedFailover(newPrincipal);
     }
 
     /**

@@ -212,6 +212,46 @@ class FailoverTest extends OnTwoNodes {
     }
 
     @Test
+    void plannedFailoverSwapsRolesWithNoLossAndFailsBackWithTheSameCall() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("planned");
+        LockstepConfig config = pair.config().witness(witnessServer.config()).partnerTimeout(PARTNER_TIMEOUT)
+                .heartbeatInterval(Duration.ofMillis(200)).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id int PRIMARY KEY)")).isTrue();
+            for (int i = 1; i <= 50; i++) {
+                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + i + ")")).isTrue();
+            }
+            PartnershipRecord swapped = ds.partnership().failover("node-b");
+            assertThat(swapped.epoch()).isEqualTo(2);
+            assertThat(swapped.principal()).isEqualTo("node-b");
+            assertThat(swapped.state()).isEqualTo(MirroringState.SYNCHRONIZED);
+            assertThat(ds.partnership().status().principal()).isEqualTo("node-b");
+            await().atMost(Duration.ofSeconds(20)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (51)"));
+            try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+                assertThat(rows(a, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 2L));
+                assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("principal", 2L));
+                assertThat(value(a, "SELECT count(*) FROM t")).isEqualTo(51L);
+            }
+            assertThat(ds.partnership().verify().identical()).isTrue();
+            assertThatThrownBy(() -> ds.partnership().failover("node-b")).isInstanceOf(SQLException.class)
+                    .hasMessageContaining("already the principal")
+                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("55000"));
+            PartnershipRecord back = ds.partnership().failover("node-a");
+            assertThat(back.epoch()).isEqualTo(3);
+            assertThat(back.principal()).isEqualTo("node-a");
+            await().atMost(Duration.ofSeconds(20)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (52)"));
+            assertThat(ds.partnership().verify().identical()).isTrue();
+            assertThat(ds.partnership().status().epoch()).isEqualTo(3);
+        }
+        try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+            assertThat(value(a, "SELECT count(*) FROM t")).isEqualTo(52L);
+            assertThat(value(b, "SELECT count(*) FROM t")).isEqualTo(52L);
+        }
+        assertThat(witness.history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .contains("planned failover: node-b is principal", "planned failover: node-a is principal");
+    }
+
+    @Test
     void noPromotionWhileACoordinatorStillReachesThePrincipal() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("seen");
         register(pair);

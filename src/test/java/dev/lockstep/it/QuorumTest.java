@@ -2,7 +2,10 @@ package dev.lockstep.it;
 
 import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
+import dev.lockstep.PartnershipStatus;
 import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.PartnerHealth;
+import dev.lockstep.core.QuorumRules;
 import dev.lockstep.witness.WitnessStore;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -43,14 +46,8 @@ class QuorumTest extends OnTwoNodes {
         return ds;
     }
 
-    /** Commits one row; true when the commit was acknowledged. */
     private static boolean write(LockstepDataSource ds, int id) {
-        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-            st.executeUpdate("INSERT INTO t VALUES (" + id + ")");
-            return true;
-        } catch (SQLException e) {
-            return false;
-        }
+        return TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")");
     }
 
     private static MirroringState state(TwoNodes.Pair pair) throws SQLException {
@@ -67,6 +64,12 @@ class QuorumTest extends OnTwoNodes {
                 await().atMost(Duration.ofSeconds(30)).until(() -> state(pair) == MirroringState.DISCONNECTED);
                 await().atMost(Duration.ofSeconds(30)).until(() -> write(ds, 2));
                 assertThat(write(ds, 3)).isTrue();
+                PartnershipStatus status = ds.partnership().status();
+                assertThat(status.mirrorHealth()).isEqualTo(PartnerHealth.FAILED);
+                assertThat(status.principalHealth()).isEqualTo(PartnerHealth.UP);
+                assertThat(status.action()).isEqualTo(QuorumRules.Action.RUN_EXPOSED);
+                assertThat(status.state()).isEqualTo(MirroringState.DISCONNECTED);
+                assertThat(status.automaticFailoverArmed()).isFalse();
             } finally {
                 nodes.b().proxy().heal();
             }
@@ -90,13 +93,18 @@ class QuorumTest extends OnTwoNodes {
                 for (int i = 1; i <= 20; i++) {
                     assertThat(write(ds, i)).isTrue();
                 }
+                await().atMost(Duration.ofSeconds(30)).until(() -> ds.partnership().status().witnessHealth() == PartnerHealth.FAILED);
+                PartnershipStatus status = ds.partnership().status();
+                assertThat(status.action()).isEqualTo(QuorumRules.Action.LOCKSTEP);
+                assertThat(status.automaticFailoverArmed()).isFalse();
+                assertThat(write(ds, 21)).isTrue();
             } finally {
                 witness.node().proxy().heal();
             }
         }
         try (Connection p = pair.principal(); Connection m = pair.mirror()) {
-            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(20L);
-            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(20L);
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(21L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(21L);
         }
         assertThat(state(pair)).isEqualTo(MirroringState.SYNCHRONIZED);
     }

@@ -122,6 +122,16 @@ public final class TwoNodes implements AutoCloseable {
         return rows.get(0).get(0);
     }
 
+    /** Runs one statement in its own transaction through the data source; true when acknowledged. */
+    public static boolean acknowledged(javax.sql.DataSource ds, String sql) {
+        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute(sql);
+            return true;
+        } catch (SQLException e) {
+            return false;
+        }
+    }
+
     /** Lockstep's prepared transactions in the connection's database. */
     public static List<List<Object>> lockstepPrepared(Connection c) throws SQLException {
         return rows(c, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'lockstep:%'");
