@@ -59,7 +59,7 @@ final class Coordinator implements AutoCloseable {
             this.mirrorPool = pool(mirror, config.poolSize() + 2, mirrorProperties());
             this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation,
                     principal.name(), mirror.name(), config.remoteCallTimeout()),
-                    () -> epoch, Coordinator.this::path, mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections(this));
+                    () -> epoch, () -> path(epoch), mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections(this));
             this.resolver = new InDoubtResolver(config.partnership(),
                     new InDoubtResolver.Node(principal.name(), principalPool),
                     new InDoubtResolver.Node(mirror.name(), mirrorPool),
@@ -183,9 +183,13 @@ final class Coordinator implements AutoCloseable {
         background.schedule(current::close, linger, TimeUnit.MILLISECONDS);
     }
 
-    private CommitProtocol.Path path() {
+    /**
+     * Where a commit of the given epoch goes. Only the current epoch may commit alone: a commit
+     * still running on an older topology must go through its mirror, whose fence refuses it.
+     */
+    private CommitProtocol.Path path(long epoch) {
         PartnershipMonitor m = monitor;
-        return m == null ? CommitProtocol.Path.LOCKSTEP : m.path();
+        return m == null ? CommitProtocol.Path.LOCKSTEP : m.path(epoch);
     }
 
     private static NodeView prepareNode(LockstepConfig config, NodeConfig node, NodeRole role) throws SQLException {

@@ -40,6 +40,8 @@ final class PartnershipMonitor implements AutoCloseable {
     private volatile PartnershipRecord record;
     private volatile CommitProtocol.Path path = CommitProtocol.Path.LOCKSTEP;
     private volatile long leaseSentNanos = Long.MIN_VALUE / 2;
+    private volatile long leaseEpoch;
+    private volatile long pathEpoch;
     private volatile QuorumRules.Action lastAction;
     private ScheduledFuture<?> ticks;
 
@@ -79,11 +81,17 @@ final class PartnershipMonitor implements AutoCloseable {
         }, deadline);
     }
 
-    /** Where commits go now: an exposed principal commits alone only under a fresh lease. */
-    CommitProtocol.Path path() {
+    /**
+     * Where a commit of the given epoch goes now. The monitor's decision holds for the epoch it
+     * was made in only; an exposed principal commits alone only under a fresh lease of that epoch.
+     */
+    CommitProtocol.Path path(long epoch) {
         CommitProtocol.Path p = path;
-        if (p == CommitProtocol.Path.EXPOSED
-                && !ExposedLease.holds(leaseSentNanos, System.nanoTime(), config.partnerTimeout().toMillis())) {
+        if (epoch != pathEpoch) {
+            return CommitProtocol.Path.LOCKSTEP;
+        }
+        if (p == CommitProtocol.Path.EXPOSED && (leaseEpoch != epoch
+                || !ExposedLease.holds(leaseSentNanos, System.nanoTime(), config.partnerTimeout().toMillis()))) {
             return CommitProtocol.Path.REFUSED;
         }
         return p;
@@ -122,6 +130,7 @@ final class PartnershipMonitor implements AutoCloseable {
                 long sent = System.nanoTime();
                 if (witness.principalSeen(config.partnership(), t.epoch, config.coordinatorId())) {
                     leaseSentNanos = sent;
+                    leaseEpoch = t.epoch;
                 }
             }
             witness.heartbeat(config.partnership(), config.coordinatorId(), t.epoch);
@@ -147,6 +156,7 @@ final class PartnershipMonitor implements AutoCloseable {
         }
         lastAction = action;
         act(action, t, mirror);
+        pathEpoch = t.epoch;
     }
 
     private void act(QuorumRules.Action action, Coordinator.Topology t, PartnerHealth mirror) throws SQLException {

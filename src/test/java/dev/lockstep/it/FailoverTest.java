@@ -211,6 +211,47 @@ class FailoverTest extends OnTwoNodes {
         }
     }
 
+    /** Frozen past the partner timeout: failover; thawed, the old principal cannot acknowledge a commit. */
+    @Test
+    void aFrozenPrincipalIsReplacedAndAfterThawItAcknowledgesNothing() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("frozen");
+        LockstepConfig config = pair.config().witness(witnessServer.config()).partnerTimeout(PARTNER_TIMEOUT)
+                .heartbeatInterval(Duration.ofMillis(200)).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            try (Writers writers = Writers.start(ds, 4)) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= 200);
+                nodes.a().freeze();
+                try {
+                    await().atMost(Duration.ofSeconds(60)).until(() -> witness.read(pair.partnership()).record().epoch() == 2);
+                    int atFailover = writers.count();
+                    await().atMost(Duration.ofSeconds(60)).until(() -> writers.count() >= atFailover + 100);
+                } finally {
+                    nodes.a().thaw();
+                }
+                // Writers blocked on the frozen server resume now; none of them may commit there alone.
+                await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(250)).until(() -> {
+                    try (Connection a = pair.principal()) {
+                        return rows(a, "SELECT role, epoch FROM lockstep.node_state").equals(List.of(List.of("mirror", 2L)));
+                    }
+                });
+                writers.stop();
+                try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+                    assertThat(Writers.ids(b)).containsAll(writers.acknowledged());
+                    assertThat(Writers.ids(b)).containsAll(Writers.ids(a));
+                    assertThat(lockstepPrepared(a)).isEmpty();
+                }
+            }
+        }
+        // A coordinator still acting at epoch 1 is fenced by the old principal.
+        try (Connection stale = java.sql.DriverManager.getConnection(nodes.a().jdbcUrl(pair.dbA()) + "?options=-c%20lockstep.epoch=1",
+                nodes.a().user(), nodes.a().password()); Statement st = stale.createStatement()) {
+            assertThatThrownBy(() -> st.executeUpdate("INSERT INTO t VALUES (-1)"))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("25006"))
+                    .hasMessageContaining("mirror");
+        }
+    }
+
     @Test
     void plannedFailoverSwapsRolesWithNoLossAndFailsBackWithTheSameCall() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("planned");

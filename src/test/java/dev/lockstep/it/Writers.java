@@ -1,0 +1,76 @@
+package dev.lockstep.it;
+
+import javax.sql.DataSource;
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Threads that insert unique ids into {@code t (id bigint)} through a data source until stopped,
+ * remembering which inserts were acknowledged; failures are skipped as an application would retry.
+ */
+final class Writers implements AutoCloseable {
+
+    private final Set<Long> acknowledged = ConcurrentHashMap.newKeySet();
+    private final AtomicLong ids = new AtomicLong();
+    private final AtomicBoolean stop = new AtomicBoolean();
+    private final ExecutorService threads;
+
+    private Writers(DataSource ds, int count) {
+        threads = Executors.newFixedThreadPool(count);
+        for (int i = 0; i < count; i++) {
+            threads.submit(() -> {
+                while (!stop.get()) {
+                    long id = ids.incrementAndGet();
+                    try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                        st.executeUpdate("INSERT INTO t (id) VALUES (" + id + ")");
+                        acknowledged.add(id);
+                    } catch (SQLException e) {
+                        // Not acknowledged.
+                    }
+                }
+                return null;
+            });
+        }
+    }
+
+    static Writers start(DataSource ds, int count) {
+        return new Writers(ds, count);
+    }
+
+    int count() {
+        return acknowledged.size();
+    }
+
+    Set<Long> acknowledged() {
+        return acknowledged;
+    }
+
+    /** Stops the writers and waits for them (bounded). */
+    void stop() throws InterruptedException {
+        stop.set(true);
+        threads.shutdown();
+        if (!threads.awaitTermination(60, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("writers did not stop within 60 s");
+        }
+    }
+
+    /** The ids a query returns. */
+    static List<Long> ids(Connection c) throws SQLException {
+        return TwoNodes.rows(c, "SELECT id FROM t").stream().map(r -> (Long) r.get(0)).toList();
+    }
+
+    @Override
+    public void close() {
+        stop.set(true);
+        threads.shutdownNow();
+    }
+}
