@@ -360,6 +360,20 @@ final class Coordinator implements AutoCloseable {
         return next;
     }
 
+    /** Forced service onto the mirror; this coordinator follows at once. */
+    PartnershipRecord forceService(boolean allowDataLoss) throws SQLException {
+        PartnershipMonitor m = monitor;
+        if (m == null) {
+            throw SqlStates.error(SqlStates.NOT_SUPPORTED, "lockstep: forced service of partnership " + config.partnership()
+                    + " needs a witness (set witness.url)", null);
+        }
+        Topology t = topology.get();
+        PartnershipRecord next = Failover.forceService(witness, config.partnership(), t.mirror, allowDataLoss,
+                m.health(t.principal.name()), config.partnerTimeout(), config.remoteCallTimeout(), config.coordinatorId());
+        adopt(next);
+        return next;
+    }
+
     LockstepConfig config() { return config; }
     Topology topology() { return topology.get(); }
     long epoch() { return topology.get().epoch; }

@@ -74,6 +74,51 @@ public final class Failover {
     }
 
     /**
+     * Forced service, accepting data loss: the mirror becomes principal although it may lack
+     * transactions the lost principal committed while it ran exposed. Only when the principal is
+     * unreachable and, with a witness, only once the witness has seen no coordinator reach it
+     * for the partner timeout (its lease has run out). The partnership is left SUSPENDED.
+     *
+     * @param witness         the witness
+     * @param partnership     the partnership
+     * @param mirror          the mirror node
+     * @param allowDataLoss   the operator's explicit consent
+     * @param principalHealth the principal's health as the caller sees it
+     * @param partnerTimeout  the partner timeout
+     * @param callTimeout     deadline of each call to a node
+     * @param actor           who forces, for the witness history
+     * @return the new record
+     * @throws SQLException 55000 when refused (the message says why); 40001 when the record changed meanwhile
+     */
+    public static PartnershipRecord forceService(WitnessStore witness, String partnership, NodeConfig mirror,
+                                                 boolean allowDataLoss, PartnerHealth principalHealth,
+                                                 Duration partnerTimeout, Duration callTimeout, String actor)
+            throws SQLException {
+        WitnessStore.Sighting seen = witness.read(partnership);
+        PartnershipRecord current = seen.record();
+        if (!current.mirror().equals(mirror.name())) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: node " + mirror.name() + " is not the mirror of partnership "
+                    + partnership + " at epoch " + current.epoch() + " (the mirror is " + current.mirror() + ")", null);
+        }
+        RoleChanges.Result change = RoleChanges.forceService(current, allowDataLoss, principalHealth, PartnerHealth.UP,
+                seen.principalUnseenMillis(), partnerTimeout.toMillis());
+        if (!change.allowed()) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: forced service refused: " + change.refusal(), null);
+        }
+        PartnershipRecord pending = current.withState(MirroringState.PENDING_FAILOVER);
+        if (!witness.transition(current, pending, partnerTimeout.toMillis(), "forced service with data loss accepted", actor)) {
+            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + partnership
+                    + " changed at the witness, or its principal was seen, while forcing service; now: " + witness.read(partnership), null);
+        }
+        PartnershipRecord next = change.next();
+        try (Connection c = connect(mirror, callTimeout)) {
+            NodeRoleChange.promote(c, partnership, mirror.name(), next.epoch(), callTimeout);
+        }
+        witness.transition(pending, next, null, "forced service: " + mirror.name() + " is principal, mirroring SUSPENDED", actor);
+        return next;
+    }
+
+    /**
      * Makes a principal that returns after a failover a mirror of the new epoch: its prepared
      * transactions from before are settled against the new principal, then it takes the new
      * epoch as mirror, so it never serves as principal on its own again. It still lacks what the

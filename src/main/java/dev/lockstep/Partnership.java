@@ -63,6 +63,20 @@ public final class Partnership {
     }
 
     /**
+     * Forced service: the mirror becomes principal although it may lack transactions that the
+     * lost principal committed alone. Refused while the principal is reachable, while the
+     * witness still sees it (its lease may be valid), or without explicit consent. Leaves the
+     * partnership SUSPENDED.
+     *
+     * @param allowDataLoss must be true: the operator accepts losing what the mirror lacks
+     * @return the new partnership record
+     * @throws SQLException 55000 when refused (the message says why); 0A000 without a witness
+     */
+    public PartnershipRecord forceService(boolean allowDataLoss) throws SQLException {
+        return coordinator.forceService(allowDataLoss);
+    }
+
+    /**
      * Attaches an existing table to mirroring with statement-level capture. The table must have a
      * primary key and identical contents on both nodes.
      *

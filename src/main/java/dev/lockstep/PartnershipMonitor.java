@@ -180,7 +180,8 @@ final class PartnershipMonitor implements AutoCloseable {
                     return;
                 }
                 path = CommitProtocol.Path.EXPOSED;
-                if (record.state() == MirroringState.DISCONNECTED && mirror == PartnerHealth.UP) {
+                if ((record.state() == MirroringState.DISCONNECTED || record.state() == MirroringState.SUSPENDED)
+                        && mirror == PartnerHealth.UP) {
                     demoteIfReturned(t);
                 }
             }

@@ -2,6 +2,7 @@ package dev.lockstep.it;
 
 import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
+import dev.lockstep.NodeConfig;
 import dev.lockstep.PartnershipStatus;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnerHealth;
@@ -15,6 +16,7 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
+import java.util.List;
 
 import static dev.lockstep.it.TwoNodes.value;
 import static org.assertj.core.api.Assertions.assertThat;
@@ -37,8 +39,11 @@ class QuorumTest extends OnTwoNodes {
     }
 
     private static LockstepDataSource start(TwoNodes.Pair pair) throws SQLException {
-        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
-                .heartbeatInterval(Duration.ofMillis(200)).build();
+        return start(pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).build());
+    }
+
+    private static LockstepDataSource start(LockstepConfig config) throws SQLException {
         LockstepDataSource ds = LockstepDataSource.start(config);
         try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
             st.execute("CREATE TABLE t (id int PRIMARY KEY)");
@@ -82,6 +87,72 @@ class QuorumTest extends OnTwoNodes {
             assertThat((Long) value(p, "SELECT count(*) FROM lockstep.journal WHERE epoch > 0"))
                     .isGreaterThan((Long) value(m, "SELECT count(*) FROM lockstep.journal WHERE epoch > 0"));
         }
+    }
+
+    @Test
+    void coordinatorCutOffFromALivePrincipal_noFailoverWhileAnotherCoordinatorReachesIt() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("cutoff");
+        LockstepConfig viaProxy = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).coordinatorId("cut-off").build();
+        // The second coordinator reaches the principal directly, around the proxy that is cut.
+        LockstepConfig direct = viaProxy.toBuilder().coordinatorId("connected")
+                .principal(NodeConfig.of("node-a", nodes.a().directJdbcUrl(pair.dbA()), nodes.a().user(), nodes.a().password()))
+                .build();
+        try (LockstepDataSource cutOff = start(viaProxy); LockstepDataSource connected = LockstepDataSource.start(direct)) {
+            nodes.a().proxy().partition();
+            try {
+                await().atMost(Duration.ofSeconds(30))
+                        .until(() -> cutOff.partnership().status().action() == QuorumRules.Action.CUT_OFF_FROM_PRINCIPAL);
+                // Three partner timeouts pass without a promotion, and the other coordinator keeps committing in lockstep.
+                await().during(Duration.ofSeconds(6)).atMost(Duration.ofSeconds(10))
+                        .until(() -> witness.store().read(pair.partnership()).record().epoch() == 1);
+                assertThat(write(connected, 1)).isTrue();
+            } finally {
+                nodes.a().proxy().heal();
+            }
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(1L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(1L);
+        }
+    }
+
+    @Test
+    void principalLostWhileTheMirrorIsNotSynchronized_noAutomaticFailover_onlyForcedService() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("forced");
+        try (LockstepDataSource ds = start(pair)) {
+            assertThat(write(ds, 1)).isTrue();
+            assertThatThrownBy(() -> ds.partnership().forceService(true)).isInstanceOf(SQLException.class)
+                    .hasMessageContaining("not lost");
+            nodes.b().proxy().partition();
+            try {
+                await().atMost(Duration.ofSeconds(30)).until(() -> state(pair) == MirroringState.DISCONNECTED);
+                await().atMost(Duration.ofSeconds(30)).until(() -> write(ds, 2));
+            } finally {
+                nodes.b().proxy().heal();
+            }
+            nodes.a().kill();
+            try {
+                await().atMost(Duration.ofSeconds(30))
+                        .until(() -> ds.partnership().status().action() == QuorumRules.Action.NO_AUTOMATIC_FAILOVER);
+                await().during(Duration.ofSeconds(5)).atMost(Duration.ofSeconds(10))
+                        .until(() -> witness.store().read(pair.partnership()).record().epoch() == 1);
+                assertThatThrownBy(() -> ds.partnership().forceService(false)).hasMessageContaining("consent");
+                await().atMost(Duration.ofSeconds(30)).ignoreExceptions()
+                        .until(() -> ds.partnership().forceService(true).epoch() == 2);
+                assertThat(state(pair)).isEqualTo(MirroringState.SUSPENDED);
+                // The mirror serves as principal; what the lost principal committed alone (row 2) is lost, as consented.
+                await().atMost(Duration.ofSeconds(30)).until(() -> write(ds, 3));
+            } finally {
+                nodes.a().restart();
+            }
+        }
+        try (Connection m = pair.mirror()) {
+            assertThat(TwoNodes.rows(m, "SELECT id FROM t ORDER BY id")).containsExactly(List.of(1), List.of(3));
+            assertThat(TwoNodes.rows(m, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("principal", 2L));
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .contains("forced service with data loss accepted");
     }
 
     @Test
