@@ -50,27 +50,43 @@ public final class Failover {
                                                   Duration callTimeout, String actor) throws SQLException {
         WitnessStore.Sighting seen = witness.read(partnership);
         PartnershipRecord current = seen.record();
-        if (!current.mirror().equals(mirror.name())) {
-            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: node " + mirror.name() + " is not the mirror of partnership "
-                    + partnership + " at epoch " + current.epoch() + " (the mirror is " + current.mirror() + ")", null);
-        }
+        requireMirror(current, mirror);
         QuorumRules.Action decision = QuorumRules.decide(new QuorumRules.Observation(current, principalHealth,
                 PartnerHealth.UP, PartnerHealth.UP, seen.principalUnseenMillis(), partnerTimeout.toMillis()));
         RoleChanges.Result change = RoleChanges.automaticFailover(current, decision);
         if (!change.allowed()) {
             throw SqlStates.error(SqlStates.NOT_READY, "lockstep: no automatic failover: " + change.refusal(), null);
         }
+        return promote(witness, current, change.next(), mirror, partnerTimeout, callTimeout, actor,
+                "principal " + current.principal() + " lost", "mirror " + mirror.name() + " promoted to principal");
+    }
+
+    /**
+     * The three steps of an unplanned promotion: PENDING_FAILOVER at the witness (only if nobody
+     * reached the principal for the partner timeout), the mirror takes the new epoch, the
+     * witness records the new roles.
+     */
+    private static PartnershipRecord promote(WitnessStore witness, PartnershipRecord current, PartnershipRecord next,
+                                             NodeConfig mirror, Duration partnerTimeout, Duration callTimeout, String actor,
+                                             String why, String done) throws SQLException {
         PartnershipRecord pending = current.withState(MirroringState.PENDING_FAILOVER);
-        if (!witness.transition(current, pending, partnerTimeout.toMillis(), "principal " + current.principal() + " lost", actor)) {
-            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + partnership
-                    + " changed at the witness, or its principal was seen, while promoting; now: " + witness.read(partnership), null);
+        if (!witness.transition(current, pending, partnerTimeout.toMillis(), why, actor)) {
+            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + current.name()
+                    + " changed at the witness, or its principal was seen, before the promotion; now: "
+                    + witness.read(current.name()), null);
         }
-        PartnershipRecord next = change.next();
         try (Connection c = connect(mirror, callTimeout)) {
-            NodeRoleChange.promote(c, partnership, mirror.name(), next.epoch(), callTimeout);
+            NodeRoleChange.promote(c, current.name(), mirror.name(), next.epoch(), callTimeout);
         }
-        witness.transition(pending, next, null, "mirror " + mirror.name() + " promoted to principal", actor);
+        witness.transition(pending, next, null, done, actor);
         return next;
+    }
+
+    private static void requireMirror(PartnershipRecord current, NodeConfig mirror) throws SQLException {
+        if (!current.mirror().equals(mirror.name())) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: node " + mirror.name() + " is not the mirror of partnership "
+                    + current.name() + " at epoch " + current.epoch() + " (the mirror is " + current.mirror() + ")", null);
+        }
     }
 
     /**
@@ -96,26 +112,14 @@ public final class Failover {
             throws SQLException {
         WitnessStore.Sighting seen = witness.read(partnership);
         PartnershipRecord current = seen.record();
-        if (!current.mirror().equals(mirror.name())) {
-            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: node " + mirror.name() + " is not the mirror of partnership "
-                    + partnership + " at epoch " + current.epoch() + " (the mirror is " + current.mirror() + ")", null);
-        }
+        requireMirror(current, mirror);
         RoleChanges.Result change = RoleChanges.forceService(current, allowDataLoss, principalHealth, PartnerHealth.UP,
                 seen.principalUnseenMillis(), partnerTimeout.toMillis());
         if (!change.allowed()) {
             throw SqlStates.error(SqlStates.NOT_READY, "lockstep: forced service refused: " + change.refusal(), null);
         }
-        PartnershipRecord pending = current.withState(MirroringState.PENDING_FAILOVER);
-        if (!witness.transition(current, pending, partnerTimeout.toMillis(), "forced service with data loss accepted", actor)) {
-            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + partnership
-                    + " changed at the witness, or its principal was seen, while forcing service; now: " + witness.read(partnership), null);
-        }
-        PartnershipRecord next = change.next();
-        try (Connection c = connect(mirror, callTimeout)) {
-            NodeRoleChange.promote(c, partnership, mirror.name(), next.epoch(), callTimeout);
-        }
-        witness.transition(pending, next, null, "forced service: " + mirror.name() + " is principal, mirroring SUSPENDED", actor);
-        return next;
+        return promote(witness, current, change.next(), mirror, partnerTimeout, callTimeout, actor,
+                "forced service with data loss accepted", "forced service: " + mirror.name() + " is principal, mirroring SUSPENDED");
     }
 
     /**

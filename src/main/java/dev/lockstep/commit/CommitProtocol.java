@@ -167,12 +167,8 @@ public final class CommitProtocol implements TransactionCommitter {
      */
     private void commitAlone(Connection principal, String gid, Path now) throws SQLException {
         JournalRecord record;
-        try (PreparedStatement ps = principal.prepareStatement("SELECT * FROM lockstep.collect(?)")) {
-            ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
-            ps.setString(1, gid);
-            try (ResultSet rs = ps.executeQuery()) {
-                record = JournalRecord.read(rs, gid);
-            }
+        try {
+            record = collect(principal, gid);
         } catch (SQLException e) {
             throw principalRefused(principal, gid, e);
         }
@@ -228,15 +224,22 @@ public final class CommitProtocol implements TransactionCommitter {
         return record;
     }
 
-    /** Drain first; a transaction that changed nothing mirrored then commits plainly. */
-    private JournalRecord collectThenPrepare(Connection principal, String gid) throws SQLException {
-        JournalRecord record;
+    /** Turns the transaction's change set into its journal record; null when nothing mirrored changed. */
+    private JournalRecord collect(Connection principal, String gid) throws SQLException {
         try (PreparedStatement ps = principal.prepareStatement("SELECT * FROM lockstep.collect(?)")) {
             ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
             ps.setString(1, gid);
             try (ResultSet rs = ps.executeQuery()) {
-                record = JournalRecord.read(rs, gid);
+                return JournalRecord.read(rs, gid);
             }
+        }
+    }
+
+    /** Drain first; a transaction that changed nothing mirrored then commits plainly. */
+    private JournalRecord collectThenPrepare(Connection principal, String gid) throws SQLException {
+        JournalRecord record;
+        try {
+            record = collect(principal, gid);
             if (record == null) {
                 principal.commit();
                 return null;

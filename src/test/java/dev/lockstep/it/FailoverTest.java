@@ -17,15 +17,8 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
 
 import static dev.lockstep.it.TwoNodes.lockstepPrepared;
 import static dev.lockstep.it.TwoNodes.rows;
@@ -62,33 +55,15 @@ class FailoverTest extends OnTwoNodes {
         TwoNodes.Pair pair = nodes.newPair("killed");
         register(pair);
         LockstepConfig config = pair.config().build();
-        Set<Long> acknowledged = ConcurrentHashMap.newKeySet();
+        Set<Long> acknowledged;
         try (LockstepDataSource ds = LockstepDataSource.start(config)) {
-            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-                st.execute("CREATE TABLE t (id bigint PRIMARY KEY, at timestamptz DEFAULT now())");
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")).isTrue();
+            try (Writers writers = Writers.start(ds, 4)) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= 200);
+                nodes.a().kill();
+                writers.stop();
+                acknowledged = writers.acknowledged();
             }
-            AtomicLong ids = new AtomicLong();
-            AtomicBoolean stop = new AtomicBoolean();
-            ExecutorService writers = Executors.newFixedThreadPool(4);
-            for (int w = 0; w < 4; w++) {
-                writers.submit(() -> {
-                    while (!stop.get()) {
-                        long id = ids.incrementAndGet();
-                        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-                            st.executeUpdate("INSERT INTO t (id) VALUES (" + id + ")");
-                            acknowledged.add(id);
-                        } catch (SQLException e) {
-                            // Failed or unknown outcome: not acknowledged.
-                        }
-                    }
-                    return null;
-                });
-            }
-            await().atMost(Duration.ofSeconds(30)).until(() -> acknowledged.size() >= 200);
-            nodes.a().kill();
-            stop.set(true);
-            writers.shutdown();
-            assertThat(writers.awaitTermination(60, TimeUnit.SECONDS)).isTrue();
         }
         try {
             NodeConfig mirror = config.mirror();
@@ -100,12 +75,8 @@ class FailoverTest extends OnTwoNodes {
             try (Connection b = pair.mirror()) {
                 assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("principal", 2L));
                 assertThat(lockstepPrepared(b)).isEmpty();
-                List<Long> present = new ArrayList<>();
-                for (List<Object> row : rows(b, "SELECT id FROM t")) {
-                    present.add((Long) row.get(0));
-                }
                 // I1: nothing acknowledged is lost.
-                assertThat(present).containsAll(acknowledged);
+                assertThat(Writers.ids(b)).containsAll(acknowledged);
             }
             // Promoting again is refused: the record has moved on.
             assertThatThrownBy(() -> Failover.promoteMirror(witness, pair.partnership(), mirror, PartnerHealth.FAILED,
@@ -138,98 +109,37 @@ class FailoverTest extends OnTwoNodes {
         }
     }
 
-    /**
-     * The whole path with a running data source: the principal is killed under load, the
-     * coordinator's monitor promotes the mirror, new commits go to it (exposed, under the
-     * witness's lease), and the old principal, restarted, is made a mirror of the new epoch.
-     */
-    @Test
-    void aRunningDataSourceFailsOverByItselfWhenThePrincipalIsKilled() throws Exception {
-        TwoNodes.Pair pair = nodes.newPair("auto");
-        LockstepConfig config = pair.config().witness(witnessServer.config()).partnerTimeout(PARTNER_TIMEOUT)
-                .heartbeatInterval(Duration.ofMillis(200)).build();
-        Set<Long> acknowledged = ConcurrentHashMap.newKeySet();
-        AtomicLong ids = new AtomicLong();
-        AtomicBoolean stop = new AtomicBoolean();
-        ExecutorService writers = Executors.newFixedThreadPool(4);
-        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
-            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-                st.execute("CREATE TABLE t (id bigint PRIMARY KEY)");
-            }
-            for (int w = 0; w < 4; w++) {
-                writers.submit(() -> {
-                    while (!stop.get()) {
-                        long id = ids.incrementAndGet();
-                        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-                            st.executeUpdate("INSERT INTO t (id) VALUES (" + id + ")");
-                            acknowledged.add(id);
-                        } catch (SQLException e) {
-                            // Not acknowledged; keep writing, as an application would retry.
-                        }
-                    }
-                    return null;
-                });
-            }
-            await().atMost(Duration.ofSeconds(30)).until(() -> acknowledged.size() >= 200);
-            try {
-                nodes.a().kill();
-                await().atMost(Duration.ofSeconds(60)).until(() -> witness.read(pair.partnership()).record().epoch() == 2);
-                PartnershipRecord after = witness.read(pair.partnership()).record();
-                assertThat(after.principal()).isEqualTo("node-b");
-                assertThat(after.state()).isEqualTo(MirroringState.DISCONNECTED);
-                int atFailover = acknowledged.size();
-                // The new principal runs exposed: commits are acknowledged again without the old principal.
-                await().atMost(Duration.ofSeconds(60)).until(() -> acknowledged.size() >= atFailover + 100);
-                stop.set(true);
-                writers.shutdown();
-                assertThat(writers.awaitTermination(60, TimeUnit.SECONDS)).isTrue();
-                try (Connection b = pair.mirror()) {
-                    List<Long> present = new ArrayList<>();
-                    for (List<Object> row : rows(b, "SELECT id FROM t")) {
-                        present.add((Long) row.get(0));
-                    }
-                    assertThat(present).containsAll(acknowledged);
-                    assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("principal", 2L));
-                }
-            } finally {
-                stop.set(true);
-                writers.shutdownNow();
-                nodes.a().restart();
-            }
-            // The old principal comes back as a mirror of epoch 2, never as principal.
-            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(250)).until(() -> {
-                try (Connection a = pair.principal()) {
-                    return rows(a, "SELECT role, epoch FROM lockstep.node_state").equals(List.of(List.of("mirror", 2L)));
-                }
-            });
-            try (Connection a = pair.principal(); Connection b = pair.mirror()) {
-                assertThat(lockstepPrepared(a)).isEmpty();
-                assertThat(rows(b, "SELECT id FROM t")).containsAll(rows(a, "SELECT id FROM t"));
-            }
-            assertThat(witness.history(pair.partnership())).extracting(WitnessStore.Transition::newState)
-                    .containsSubsequence(MirroringState.SYNCHRONIZED, MirroringState.PENDING_FAILOVER, MirroringState.DISCONNECTED);
-        }
+    /** A fault injected into the principal and its repair. */
+    private interface Fault {
+        void run() throws Exception;
     }
 
-    /** Frozen past the partner timeout: failover; thawed, the old principal cannot acknowledge a commit. */
-    @Test
-    void aFrozenPrincipalIsReplacedAndAfterThawItAcknowledgesNothing() throws Exception {
-        TwoNodes.Pair pair = nodes.newPair("frozen");
+    /**
+     * The whole path with a running data source: the principal is hit by the fault under 4
+     * writers, the coordinator's monitor promotes the mirror, new commits go to it (exposed,
+     * under the witness's lease), and once repaired the old principal is made a mirror of the
+     * new epoch, holding nothing the new principal lacks.
+     */
+    private void failsOverUnderLoad(String partnership, Fault fault, Fault repair) throws Exception {
+        TwoNodes.Pair pair = nodes.newPair(partnership);
         LockstepConfig config = pair.config().witness(witnessServer.config()).partnerTimeout(PARTNER_TIMEOUT)
                 .heartbeatInterval(Duration.ofMillis(200)).build();
         try (LockstepDataSource ds = LockstepDataSource.start(config)) {
             assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
             try (Writers writers = Writers.start(ds, 4)) {
                 await().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= 200);
-                nodes.a().freeze();
+                fault.run();
                 try {
                     await().atMost(Duration.ofSeconds(60)).until(() -> witness.read(pair.partnership()).record().epoch() == 2);
+                    PartnershipRecord after = witness.read(pair.partnership()).record();
+                    assertThat(after.principal()).isEqualTo("node-b");
+                    assertThat(after.state()).isEqualTo(MirroringState.DISCONNECTED);
                     int atFailover = writers.count();
                     await().atMost(Duration.ofSeconds(60)).until(() -> writers.count() >= atFailover + 100);
                 } finally {
-                    nodes.a().thaw();
+                    repair.run();
                 }
-                // Writers blocked on the frozen server resume now; none of them may commit there alone.
+                // Writers blocked on the old principal resume now; none of them may commit there alone.
                 await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(250)).until(() -> {
                     try (Connection a = pair.principal()) {
                         return rows(a, "SELECT role, epoch FROM lockstep.node_state").equals(List.of(List.of("mirror", 2L)));
@@ -240,9 +150,12 @@ class FailoverTest extends OnTwoNodes {
                     assertThat(Writers.ids(b)).containsAll(writers.acknowledged());
                     assertThat(Writers.ids(b)).containsAll(Writers.ids(a));
                     assertThat(lockstepPrepared(a)).isEmpty();
+                    assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("principal", 2L));
                 }
             }
         }
+        assertThat(witness.history(pair.partnership())).extracting(WitnessStore.Transition::newState)
+                .containsSubsequence(MirroringState.SYNCHRONIZED, MirroringState.PENDING_FAILOVER, MirroringState.DISCONNECTED);
         // A coordinator still acting at epoch 1 is fenced by the old principal.
         try (Connection stale = java.sql.DriverManager.getConnection(nodes.a().jdbcUrl(pair.dbA()) + "?options=-c%20lockstep.epoch=1",
                 nodes.a().user(), nodes.a().password()); Statement st = stale.createStatement()) {
@@ -250,6 +163,17 @@ class FailoverTest extends OnTwoNodes {
                     .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("25006"))
                     .hasMessageContaining("mirror");
         }
+    }
+
+    @Test
+    void aRunningDataSourceFailsOverByItselfWhenThePrincipalIsKilled() throws Exception {
+        failsOverUnderLoad("auto", () -> nodes.a().kill(), () -> nodes.a().restart());
+    }
+
+    /** Frozen past the partner timeout: failover; thawed, the old principal cannot acknowledge a commit. */
+    @Test
+    void aFrozenPrincipalIsReplacedAndAfterThawItAcknowledgesNothing() throws Exception {
+        failsOverUnderLoad("frozen", () -> nodes.a().freeze(), () -> nodes.a().thaw());
     }
 
     @Test
