@@ -176,6 +176,39 @@ class FailoverTest extends OnTwoNodes {
         failsOverUnderLoad("frozen", () -> nodes.a().freeze(), () -> nodes.a().thaw());
     }
 
+    /** Two coordinators (separate data sources) lose the principal: exactly one promotes, both follow. */
+    @Test
+    void twoCoordinatorsRaceForTheFailoverAndExactlyOneWins() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("two");
+        LockstepConfig first = pair.config().witness(witnessServer.config()).partnerTimeout(PARTNER_TIMEOUT)
+                .heartbeatInterval(Duration.ofMillis(200)).coordinatorId("first").build();
+        LockstepConfig second = first.toBuilder().coordinatorId("second").build();
+        try (LockstepDataSource one = LockstepDataSource.start(first); LockstepDataSource two = LockstepDataSource.start(second)) {
+            assertThat(TwoNodes.acknowledged(one, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            try (Writers w1 = Writers.start(one, 2); Writers w2 = Writers.start(two, 2)) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> w1.count() + w2.count() >= 200);
+                try {
+                    nodes.a().kill();
+                    await().atMost(Duration.ofSeconds(60)).until(() ->
+                            one.partnership().status().epoch() == 2 && two.partnership().status().epoch() == 2);
+                    int c1 = w1.count();
+                    int c2 = w2.count();
+                    await().atMost(Duration.ofSeconds(60)).until(() -> w1.count() > c1 + 20 && w2.count() > c2 + 20);
+                    w1.stop();
+                    w2.stop();
+                } finally {
+                    nodes.a().restart();
+                }
+                try (Connection b = pair.mirror()) {
+                    assertThat(Writers.ids(b)).containsAll(w1.acknowledged()).containsAll(w2.acknowledged());
+                }
+            }
+        }
+        List<WitnessStore.Transition> history = witness.history(pair.partnership());
+        assertThat(history).filteredOn(t -> t.newState() == MirroringState.PENDING_FAILOVER).hasSize(1);
+        assertThat(history).filteredOn(t -> t.newEpoch() == 2 && t.newState() == MirroringState.DISCONNECTED).hasSize(1);
+    }
+
     @Test
     void plannedFailoverSwapsRolesWithNoLossAndFailsBackWithTheSameCall() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("planned");
