@@ -270,24 +270,45 @@ public final class CommitProtocol implements TransactionCommitter {
             record.bind(ps);
             ps.execute();
         } catch (SQLException e) {
-            if (SqlStates.isConnectionLoss(e)) {
+            boolean linkLost = SqlStates.isConnectionLoss(e);
+            if (linkLost) {
                 linkLoss.mirrorLinkLost();
             }
             rollbackQuietly(mirror, e);
-            boolean principalRolledBack = rollbackPreparedOnPrincipal(principal, gid, e);
-            if (SqlStates.isConnectionLoss(e)) {
-                // The mirror may have prepared before the link broke. In-doubt resolution rolls it
-                // back there; but should the principal be lost first, the promoted mirror commits
-                // it (it cannot ask the principal). Either way the outcome is not known yet.
+            if (linkLost && !barOnMirror(gid, e)) {
+                // The mirror may hold it prepared, and a promotion of the mirror would commit it:
+                // the principal must keep it prepared too, and in-doubt resolution settles both.
                 throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " may be prepared on mirror node "
-                        + settings.mirrorNode() + " (the link broke during apply and prepare) and was "
-                        + (principalRolledBack ? "rolled back" : "left prepared") + " on principal node " + settings.principalNode()
-                        + "; in-doubt resolution settles it, or a promotion of the mirror commits it: " + e.getMessage(), e);
+                        + settings.mirrorNode() + " (the link broke during apply and prepare); it stays prepared on principal node "
+                        + settings.principalNode() + " and in-doubt resolution commits or rolls back both: " + e.getMessage(), e);
             }
+            // The mirror does not hold it and never will (barred, or it reported the failure).
+            rollbackPreparedOnPrincipal(principal, gid, e);
             String state = e.getSQLState() != null ? e.getSQLState() : SqlStates.CONNECTION_FAILURE;
             throw SqlStates.error(state, "lockstep: transaction " + gid + " was rolled back: mirror node "
                     + settings.mirrorNode() + " failed to apply or prepare it at epoch " + epoch.getAsLong() + ": "
                     + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Bars the gid on the mirror over a fresh connection: afterwards the mirror cannot prepare
+     * it. False when the mirror cannot be reached or holds the gid (prepared, or still applying).
+     */
+    private boolean barOnMirror(String gid, SQLException cause) {
+        try (Connection c = mirrorPool.getConnection(); Statement st = c.createStatement()) {
+            st.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+            st.execute("SET LOCAL lock_timeout = '" + Math.max(100, settings.callTimeout().toMillis() / 2) + "ms'");
+            boolean barred;
+            try (ResultSet rs = st.executeQuery("SELECT lockstep.bar(" + Nodes.quoted(gid) + ")")) {
+                rs.next();
+                barred = rs.getBoolean(1);
+            }
+            c.commit();
+            return barred;
+        } catch (SQLException e) {
+            cause.addSuppressed(e);
+            return false;
         }
     }
 
