@@ -66,8 +66,9 @@ CREATE FUNCTION lockstep_witness.create_partnership(p_name text, p_principal tex
                                                     p_mode text, p_actor text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO lockstep_witness.partnership (name, epoch, principal, mirror, state, mode)
-    VALUES (p_name, 1, p_principal, p_mirror, p_state, p_mode)
+    -- The principal counts as just seen: a promotion waits a full partner timeout from here (I5).
+    INSERT INTO lockstep_witness.partnership (name, epoch, principal, mirror, state, mode, principal_seen_at, principal_seen_by)
+    VALUES (p_name, 1, p_principal, p_mirror, p_state, p_mode, clock_timestamp(), p_actor)
     ON CONFLICT (name) DO NOTHING;
     IF NOT FOUND THEN
         RETURN false;
@@ -105,8 +106,10 @@ BEGIN
     END IF;
     UPDATE lockstep_witness.partnership
        SET epoch = p_epoch, principal = p_principal, mirror = p_mirror, state = p_state, changed_at = clock_timestamp(),
-           principal_seen_at = CASE WHEN p_epoch = old.epoch THEN principal_seen_at END,
-           principal_seen_by = CASE WHEN p_epoch = old.epoch THEN principal_seen_by END
+           -- A new principal counts as just seen, so that the next promotion also waits a full
+           -- partner timeout (I5).
+           principal_seen_at = CASE WHEN p_epoch = old.epoch THEN principal_seen_at ELSE clock_timestamp() END,
+           principal_seen_by = CASE WHEN p_epoch = old.epoch THEN principal_seen_by ELSE p_actor END
      WHERE name = p_name;
     INSERT INTO lockstep_witness.history (partnership, old_epoch, new_epoch, old_state, new_state, principal, mirror, reason, actor)
     VALUES (p_name, old.epoch, p_epoch, old.state, p_state, p_principal, p_mirror, p_reason, p_actor);

@@ -203,7 +203,8 @@ public final class Failover {
         return next;
     }
 
-    private static Connection connect(NodeConfig node, Duration callTimeout) throws SQLException {
+    /** A connection to a node whose connect and every read are bounded by the call timeout. */
+    static Connection connect(NodeConfig node, Duration callTimeout) throws SQLException {
         Properties p = new Properties();
         p.setProperty("user", node.user());
         p.setProperty("password", node.password());

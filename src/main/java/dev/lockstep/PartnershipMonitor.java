@@ -170,7 +170,8 @@ final class PartnershipMonitor implements AutoCloseable {
                 path = CommitProtocol.Path.LOCKSTEP;
             }
             case RUN_EXPOSED -> {
-                if (record.state() == MirroringState.SYNCHRONIZED || record.state() == MirroringState.SYNCHRONIZING) {
+                if (record.state() == MirroringState.SYNCHRONIZED
+                        || (record.state() == MirroringState.SYNCHRONIZING && mirror != PartnerHealth.UP)) {
                     // Recorded first, so that no coordinator promotes a mirror that misses what follows.
                     RoleChanges.Result lost = RoleChanges.mirrorLost(record);
                     if (witness.transition(record, lost.next(), null, "mirror " + t.mirror.name() + " lost", config.coordinatorId())) {
@@ -192,10 +193,12 @@ final class PartnershipMonitor implements AutoCloseable {
 
     /** A returning old principal is made a mirror of this epoch; it waits for catch-up there. */
     private void demoteIfReturned(Coordinator.Topology t) {
-        try (Connection c = Coordinator.connectDirect(config, t.mirror);
-             var st = c.createStatement(); var rs = st.executeQuery("SELECT role, epoch FROM lockstep.node_state")) {
-            if (!rs.next() || rs.getLong(2) >= t.epoch) {
-                return;
+        try (Connection c = Failover.connect(t.mirror, config.remoteCallTimeout()); var st = c.createStatement()) {
+            st.setQueryTimeout((int) Math.max(1, config.remoteCallTimeout().toSeconds()));
+            try (var rs = st.executeQuery("SELECT role, epoch FROM lockstep.node_state")) {
+                if (!rs.next() || rs.getLong(2) >= t.epoch) {
+                    return;
+                }
             }
         } catch (SQLException e) {
             return;

@@ -67,8 +67,10 @@ class FailoverTest extends OnTwoNodes {
         }
         try {
             NodeConfig mirror = config.mirror();
-            PartnershipRecord promoted = Failover.promoteMirror(witness, pair.partnership(), mirror, PartnerHealth.FAILED,
-                    PARTNER_TIMEOUT, Duration.ofSeconds(2), "test-coordinator");
+            // Refused (55000) until nobody has reached the principal for the partner timeout.
+            PartnershipRecord promoted = await().atMost(Duration.ofSeconds(30)).ignoreExceptions()
+                    .until(() -> Failover.promoteMirror(witness, pair.partnership(), mirror, PartnerHealth.FAILED,
+                            PARTNER_TIMEOUT, Duration.ofSeconds(2), "test-coordinator"), r -> r != null);
             assertThat(promoted.epoch()).isEqualTo(2);
             assertThat(promoted.principal()).isEqualTo("node-b");
             assertThat(witness.read(pair.partnership()).record()).isEqualTo(promoted);

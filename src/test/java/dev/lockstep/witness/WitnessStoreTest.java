@@ -63,7 +63,8 @@ class WitnessStoreTest {
                 .isFalse();
         WitnessStore.Sighting s = store.read("create");
         assertThat(s.record()).isEqualTo(r);
-        assertThat(s.principalUnseenMillis()).isEqualTo(Long.MAX_VALUE);
+        // A new partnership's principal counts as just seen: a promotion waits a partner timeout.
+        assertThat(s.principalUnseenMillis()).isBetween(0L, 60_000L);
         assertThat(store.history("create")).singleElement().satisfies(t -> {
             assertThat(t.reason()).isEqualTo("partnership created");
             assertThat(t.actor()).isEqualTo("test");
@@ -125,8 +126,11 @@ class WitnessStoreTest {
         assertThat(store.principalSeen("lease", 1, "c1")).isFalse();
         PartnershipRecord promoted = pending.swapped(MirroringState.DISCONNECTED);
         assertThat(store.transition(pending, promoted, null, "mirror promoted", "c2")).isTrue();
-        // The new principal starts unseen; coordinators of the old epoch are refused and must fence.
-        assertThat(store.read("lease").principalUnseenMillis()).isEqualTo(Long.MAX_VALUE);
+        // The new principal counts as just seen, so the next promotion waits a partner timeout too;
+        // coordinators of the old epoch are refused and must fence.
+        assertThat(store.read("lease").principalUnseenMillis()).isBetween(0L, 5_000L);
+        assertThat(store.transition(promoted, promoted.withState(MirroringState.PENDING_FAILOVER), 10_000L, "too soon", "c3"))
+                .isFalse();
         assertThat(store.principalSeen("lease", 1, "c1")).isFalse();
         assertThat(store.principalSeen("lease", 2, "c2")).isTrue();
     }
