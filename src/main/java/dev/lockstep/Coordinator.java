@@ -63,7 +63,8 @@ final class Coordinator implements AutoCloseable {
             this.resolver = new InDoubtResolver(config.partnership(),
                     new InDoubtResolver.Node(principal.name(), principalPool),
                     new InDoubtResolver.Node(mirror.name(), mirrorPool),
-                    inFlight::contains, config.inDoubtGrace(), config.remoteCallTimeout());
+                    inFlight::contains, config.inDoubtGrace(), config.remoteCallTimeout(),
+                    () -> path(epoch) == CommitProtocol.Path.EXPOSED);
         }
 
         @Override

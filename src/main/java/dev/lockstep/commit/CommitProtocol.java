@@ -142,7 +142,7 @@ public final class CommitProtocol implements TransactionCommitter {
                 return;
             }
             observer.stepDone(CommitStep.PRINCIPAL_PREPARED, gid);
-            Connection applying = mirror != null ? mirror : mirrorPool.getConnection();
+            Connection applying = mirror != null ? mirror : mirrorAfterPrepare(principal, gid);
             try {
                 prepareOnMirror(principal, applying, gid, record);
                 observer.stepDone(CommitStep.MIRROR_PREPARED, gid);
@@ -172,13 +172,37 @@ public final class CommitProtocol implements TransactionCommitter {
         } catch (SQLException e) {
             throw principalRefused(principal, gid, e);
         }
-        if (record != null && now == Path.REFUSED) {
-            throw SqlStates.error(SqlStates.CONNECTION_FAILURE, "lockstep: transaction " + gid + " was rolled back: principal node "
+        if (record != null && (now == Path.REFUSED || path.get() != Path.EXPOSED)) {
+            // Refused, or the lease ran out while collecting: committing alone now could overlap a
+            // promotion of the mirror.
+            throw SqlStates.error(SqlStates.FENCED, "lockstep: transaction " + gid + " was rolled back: principal node "
                     + settings.principalNode() + " has no quorum at epoch " + epoch.getAsLong()
                     + " (neither the mirror nor the witness confirms it), so it accepts no writes", null);
         }
-        principal.commit();
+        try {
+            principal.commit();
+        } catch (SQLException e) {
+            if (!SqlStates.isConnectionLoss(e)) {
+                throw e;
+            }
+            linkLoss.principalLinkLost();
+            throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " may or may not have committed on"
+                    + " principal node " + settings.principalNode() + " (running exposed): the link broke during COMMIT: "
+                    + e.getMessage(), e);
+        }
         observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
+    }
+
+    /** A mirror connection taken after the principal prepared: without one, the principal rolls back. */
+    private Connection mirrorAfterPrepare(Connection principal, String gid) throws SQLException {
+        try {
+            return mirrorPool.getConnection();
+        } catch (SQLException e) {
+            linkLoss.mirrorLinkLost();
+            rollbackPreparedOnPrincipal(principal, gid, e);
+            throw SqlStates.error(SqlStates.CONNECTION_FAILED, "lockstep: transaction " + gid + " was rolled back: no connection"
+                    + " to mirror node " + settings.mirrorNode() + ": " + e.getMessage(), e);
+        }
     }
 
     private Connection mirrorConnection(boolean likelyWrites) throws SQLException {

@@ -15,6 +15,7 @@ import java.sql.SQLException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.BooleanSupplier;
 import java.util.function.Predicate;
 
 /**
@@ -57,6 +58,7 @@ public final class InDoubtResolver {
     private final Predicate<String> ownerActive;
     private final Duration grace;
     private final Duration callTimeout;
+    private final BooleanSupplier mirrorWrittenOff;
 
     /**
      * @param partnership partnership whose transactions to settle
@@ -68,6 +70,22 @@ public final class InDoubtResolver {
      */
     public InDoubtResolver(String partnership, Node first, Node second, Predicate<String> ownerActive,
                            Duration grace, Duration callTimeout) {
+        this(partnership, first, second, ownerActive, grace, callTimeout, () -> false);
+    }
+
+    /**
+     * @param partnership      partnership whose transactions to settle
+     * @param first            the principal
+     * @param second           the mirror
+     * @param ownerActive      whether a live commit of this coordinator still works on a gid
+     * @param grace            minimum age of a transaction no live commit of ours owns before it is settled
+     * @param callTimeout      deadline of each call to a node
+     * @param mirrorWrittenOff whether an unreachable mirror counts as {@link Peer#WRITTEN_OFF}: the
+     *                         witness records it DISCONNECTED and the principal holds its lease
+     */
+    public InDoubtResolver(String partnership, Node first, Node second, Predicate<String> ownerActive,
+                           Duration grace, Duration callTimeout, BooleanSupplier mirrorWrittenOff) {
+        this.mirrorWrittenOff = mirrorWrittenOff;
         this.partnership = partnership;
         this.first = first;
         this.second = second;
@@ -97,7 +115,11 @@ public final class InDoubtResolver {
         int rolledBack = 0;
         int waiting = 0;
         for (Prepared p : prepared) {
-            Outcome outcome = InDoubtRule.decide(peerState(peer, p.gid()), ownerActive.test(p.gid()), p.ageMillis(), grace.toMillis());
+            Peer state = peerState(peer, p.gid());
+            if (state == Peer.UNREACHABLE && peer == second && mirrorWrittenOff.getAsBoolean()) {
+                state = Peer.WRITTEN_OFF;
+            }
+            Outcome outcome = InDoubtRule.decide(state, ownerActive.test(p.gid()), p.ageMillis(), grace.toMillis());
             try {
                 if (outcome == Outcome.COMMIT) {
                     finish(local, "COMMIT PREPARED", p.gid());

@@ -20,7 +20,14 @@ public final class InDoubtRule {
         /** Neither prepared nor committed there. */
         ABSENT,
         /** The other node could not be asked. */
-        UNREACHABLE
+        UNREACHABLE,
+        /**
+         * The other node, the mirror, could not be asked, and the principal may commit alone: the
+         * witness records the mirror DISCONNECTED and the principal holds its lease. The
+         * transaction commits on the principal as an exposed commit would; the mirror either
+         * holds it too or receives it with catch-up, and can only be promoted by forced service.
+         */
+        WRITTEN_OFF
     }
 
     /** What to do with the local prepared transaction. */
@@ -50,6 +57,6 @@ public final class InDoubtRule {
         if (ageMillis < graceMillis || peer == Peer.UNREACHABLE) {
             return Outcome.WAIT;
         }
-        return peer == Peer.PREPARED ? Outcome.COMMIT : Outcome.ROLLBACK;
+        return peer == Peer.PREPARED || peer == Peer.WRITTEN_OFF ? Outcome.COMMIT : Outcome.ROLLBACK;
     }
 }

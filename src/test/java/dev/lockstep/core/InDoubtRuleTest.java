@@ -33,7 +33,7 @@ class InDoubtRuleTest {
         if (peer == Peer.UNREACHABLE || age < GRACE) {
             return Outcome.WAIT;
         }
-        return peer == Peer.PREPARED ? Outcome.COMMIT : Outcome.ROLLBACK;
+        return peer == Peer.PREPARED || peer == Peer.WRITTEN_OFF ? Outcome.COMMIT : Outcome.ROLLBACK;
     }
 
     @Test

@@ -51,8 +51,12 @@ class QuorumTest extends OnTwoNodes {
         return ds;
     }
 
+    /**
+     * Writes row {@code id}; true once acknowledged. An earlier attempt cut in its mirror step
+     * (40003) may have committed the row already, hence ON CONFLICT DO NOTHING.
+     */
     private static boolean write(LockstepDataSource ds, int id) {
-        return TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")");
+        return TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ") ON CONFLICT DO NOTHING");
     }
 
     private static MirroringState state(TwoNodes.Pair pair) throws SQLException {
@@ -75,6 +79,13 @@ class QuorumTest extends OnTwoNodes {
                 assertThat(status.action()).isEqualTo(QuorumRules.Action.RUN_EXPOSED);
                 assertThat(status.state()).isEqualTo(MirroringState.DISCONNECTED);
                 assertThat(status.automaticFailoverArmed()).isFalse();
+                // A commit cut in its mirror step stays prepared only until the grace passes: with
+                // the mirror written off at the witness, it commits with the principal.
+                await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                    try (Connection p = pair.principal()) {
+                        assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
+                    }
+                });
             } finally {
                 nodes.b().proxy().heal();
             }
@@ -188,25 +199,35 @@ class QuorumTest extends OnTwoNodes {
             witness.node().proxy().partition();
             nodes.b().proxy().partition();
             try {
+                java.util.concurrent.atomic.AtomicInteger id = new java.util.concurrent.atomic.AtomicInteger(1);
                 await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(300)).untilAsserted(() ->
                         assertThatThrownBy(() -> {
                             try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-                                st.executeUpdate("INSERT INTO t VALUES (2)");
+                                st.executeUpdate("INSERT INTO t VALUES (" + id.incrementAndGet() + ")");
                             }
-                        }).hasMessageContaining("no quorum"));
+                        }).hasMessageContaining("no quorum")
+                                .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("25006")));
                 // Reading is still served.
                 assertThat(value(reader, "SELECT count(*) FROM t")).isEqualTo(1L);
             } finally {
                 nodes.b().proxy().heal();
                 witness.node().proxy().heal();
             }
+            // A commit cut during its mirror step may have stayed prepared (40003); once healed,
+            // in-doubt resolution settles it on both nodes alike.
+            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(500)).untilAsserted(() -> {
+                try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                    assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
+                    assertThat(TwoNodes.lockstepPrepared(m)).isEmpty();
+                    assertThat(TwoNodes.rows(m, "SELECT id FROM t ORDER BY id"))
+                            .isEqualTo(TwoNodes.rows(p, "SELECT id FROM t ORDER BY id"));
+                }
+            });
         }
-        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
-            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(1L);
-            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(1L);
-        }
+        // No failover. (Once the witness is back, the mirror may be recorded DISCONNECTED for the
+        // moment it was gone; catch-up, the next issue, brings it back to SYNCHRONIZED.)
         WitnessStore.Sighting s = witness.store().read(pair.partnership());
-        assertThat(s.record().state()).isEqualTo(MirroringState.SYNCHRONIZED);
         assertThat(s.record().epoch()).isEqualTo(1);
+        assertThat(s.record().principal()).isEqualTo("node-a");
     }
 }
