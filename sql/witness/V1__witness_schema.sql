@@ -16,6 +16,9 @@ CREATE TABLE lockstep_witness.partnership (
     -- exposed principal's lease, and what automatic failover and forced service wait out.
     principal_seen_at timestamptz,
     principal_seen_by text,
+    -- While PENDING_FAILOVER: the state the role change ends in, so that any coordinator can
+    -- complete a change whose author crashed.
+    pending_target    text CHECK (pending_target IN ('SYNCHRONIZED', 'SUSPENDED', 'DISCONNECTED')),
     changed_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
     CHECK (principal <> mirror)
 );
@@ -48,13 +51,15 @@ CREATE TABLE lockstep_witness.coordinator (
 
 -- The record as coordinators read it, with how long the principal has gone unseen (witness clock).
 CREATE FUNCTION lockstep_witness.read(p_name text,
-    OUT epoch bigint, OUT principal text, OUT mirror text, OUT state text, OUT mode text, OUT principal_unseen_ms bigint)
+    OUT epoch bigint, OUT principal text, OUT mirror text, OUT state text, OUT mode text, OUT principal_unseen_ms bigint,
+    OUT pending_target text, OUT unchanged_ms bigint)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     SELECT p.epoch, p.principal, p.mirror, p.state, p.mode,
            CASE WHEN p.principal_seen_at IS NULL THEN NULL
-                ELSE floor(extract(epoch FROM clock_timestamp() - p.principal_seen_at) * 1000)::bigint END
-      INTO epoch, principal, mirror, state, mode, principal_unseen_ms
+                ELSE floor(extract(epoch FROM clock_timestamp() - p.principal_seen_at) * 1000)::bigint END,
+           p.pending_target, floor(extract(epoch FROM clock_timestamp() - p.changed_at) * 1000)::bigint
+      INTO epoch, principal, mirror, state, mode, principal_unseen_ms, pending_target, unchanged_ms
       FROM lockstep_witness.partnership p WHERE p.name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'lockstep: the witness has no partnership %', p_name USING ERRCODE = '42704';
@@ -84,7 +89,7 @@ END $$;
 -- that long, checked in the same transaction as the change (I5).
 CREATE FUNCTION lockstep_witness.transition(p_name text, p_expected_epoch bigint, p_expected_state text,
         p_epoch bigint, p_principal text, p_mirror text, p_state text,
-        p_min_principal_unseen_ms bigint, p_reason text, p_actor text) RETURNS boolean
+        p_min_principal_unseen_ms bigint, p_reason text, p_actor text, p_pending_target text DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     old lockstep_witness.partnership;
@@ -100,12 +105,16 @@ BEGIN
         RAISE EXCEPTION 'lockstep: partnership % is at epoch % with principal %; a change to epoch % with principal % would go back or swap roles without a new epoch',
             p_name, old.epoch, old.principal, p_epoch, p_principal USING ERRCODE = '22023';
     END IF;
+    IF p_state = 'PENDING_FAILOVER' AND p_pending_target IS NULL THEN
+        RAISE EXCEPTION 'lockstep: a role change of partnership % must name the state it ends in', p_name USING ERRCODE = '22023';
+    END IF;
     IF p_min_principal_unseen_ms IS NOT NULL AND old.principal_seen_at IS NOT NULL
        AND clock_timestamp() - old.principal_seen_at < p_min_principal_unseen_ms * interval '1 millisecond' THEN
         RETURN false;
     END IF;
     UPDATE lockstep_witness.partnership
        SET epoch = p_epoch, principal = p_principal, mirror = p_mirror, state = p_state, changed_at = clock_timestamp(),
+           pending_target = CASE WHEN p_state = 'PENDING_FAILOVER' THEN p_pending_target END,
            -- A new principal counts as just seen, so that the next promotion also waits a full
            -- partner timeout (I5).
            principal_seen_at = CASE WHEN p_epoch = old.epoch THEN principal_seen_at ELSE clock_timestamp() END,

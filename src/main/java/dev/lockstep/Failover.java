@@ -70,7 +70,7 @@ public final class Failover {
                                              NodeConfig mirror, Duration partnerTimeout, Duration callTimeout, String actor,
                                              String why, String done) throws SQLException {
         PartnershipRecord pending = current.withState(MirroringState.PENDING_FAILOVER);
-        if (!witness.transition(current, pending, partnerTimeout.toMillis(), why, actor)) {
+        if (!witness.transition(current, pending, partnerTimeout.toMillis(), why, actor, next.state())) {
             throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + current.name()
                     + " changed at the witness, or its principal was seen, before the promotion; now: "
                     + witness.read(current.name()), null);
@@ -120,6 +120,43 @@ public final class Failover {
         }
         return promote(witness, current, change.next(), mirror, partnerTimeout, callTimeout, actor,
                 "forced service with data loss accepted", "forced service: " + mirror.name() + " is principal, mirroring SUSPENDED");
+    }
+
+    /**
+     * Completes a role change whose author stopped half-way (the witness record has stayed
+     * PENDING_FAILOVER): the change was decided when the record entered that state, so it is
+     * rolled forward. The old principal is demoted first when it can be reached (a planned
+     * failover may have left it principal); the mirror takes the next epoch; the witness records
+     * the new roles and the target state.
+     *
+     * @param witness     the witness
+     * @param seen        the PENDING_FAILOVER record as read, with its target state
+     * @param principal   the record's principal node
+     * @param mirror      the record's mirror node
+     * @param callTimeout deadline of each call to a node
+     * @param actor       who completes it, for the witness history
+     * @return the new record
+     * @throws SQLException when a node or the witness fails; the record stays pending for the next try
+     */
+    public static PartnershipRecord completePending(WitnessStore witness, WitnessStore.Sighting seen, NodeConfig principal,
+                                                    NodeConfig mirror, Duration callTimeout, String actor) throws SQLException {
+        PartnershipRecord pending = seen.record();
+        if (pending.state() != MirroringState.PENDING_FAILOVER || seen.pendingTarget() == null) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + pending.name() + " has no pending role change: "
+                    + pending, null);
+        }
+        PartnershipRecord next = pending.swapped(seen.pendingTarget());
+        try (Connection p = connect(principal, callTimeout)) {
+            NodeRoleChange.demote(p, principal.name(), next.epoch(), callTimeout);
+        } catch (SQLException unreachableOrBusy) {
+            // Unreachable: it stays fenced, since coordinators refuse writes while the change is
+            // pending and the mirror's new epoch refuses its old coordinators.
+        }
+        try (Connection m = connect(mirror, callTimeout)) {
+            NodeRoleChange.promote(m, pending.name(), mirror.name(), next.epoch(), callTimeout);
+        }
+        witness.transition(pending, next, null, "pending role change completed", actor);
+        return next;
     }
 
     /**
@@ -182,12 +219,12 @@ public final class Failover {
             throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + partnership
                     + " has moved on at the witness: " + current, null);
         }
+        PartnershipRecord next = change.next();
         PartnershipRecord pending = current.withState(MirroringState.PENDING_FAILOVER);
-        if (!witness.transition(current, pending, null, "planned failover to " + newPrincipal, actor)) {
+        if (!witness.transition(current, pending, null, "planned failover to " + newPrincipal, actor, next.state())) {
             throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + partnership
                     + " changed at the witness meanwhile: " + witness.read(partnership), null);
         }
-        PartnershipRecord next = change.next();
         try (Connection p = connect(principal, callTimeout); Connection m = connect(mirror, callTimeout)) {
             try {
                 NodeRoleChange.demote(p, principal.name(), next.epoch(), callTimeout);

@@ -146,6 +146,14 @@ final class PartnershipMonitor implements AutoCloseable {
                 return;
             }
         }
+        if (seen != null && record.state() == MirroringState.PENDING_FAILOVER && abandoned(seen)) {
+            PartnershipRecord next = Failover.completePending(witness, seen, t.principal, t.mirror,
+                    config.remoteCallTimeout(), config.coordinatorId());
+            LOG.warn("lockstep: partnership {}: completed a role change left pending: now {}", config.partnership(), next);
+            record = next;
+            coordinator.adopt(next);
+            return;
+        }
         PartnerHealth witnessHealth = seen != null ? detector.health(config.witness().name()) : PartnerHealth.FAILED;
         // Without a fresh reading the principal counts as seen: no promotion on stale information.
         long unseen = seen != null ? seen.principalUnseenMillis() : 0;
@@ -213,6 +221,16 @@ final class PartnershipMonitor implements AutoCloseable {
             LOG.warn("lockstep: partnership {}: returning node {} not demoted yet: {}", config.partnership(), t.mirror.name(),
                     e.getMessage());
         }
+    }
+
+    /**
+     * Whether a pending role change has outlived anything its author could still be doing: every
+     * step is bounded by the call timeout, so twice the partner timeout plus four calls is ample.
+     */
+    private boolean abandoned(WitnessStore.Sighting seen) {
+        long limit = config.partnerTimeout().toMillis() * 2 + config.remoteCallTimeout().toMillis() * 4
+                + config.connectTimeout().toMillis() * 2;
+        return seen.pendingTarget() != null && seen.unchangedMillis() > limit;
     }
 
     @Override

@@ -33,8 +33,16 @@ public final class WitnessStore {
      *
      * @param record                the record
      * @param principalUnseenMillis by the witness's clock; {@link Long#MAX_VALUE} when never seen at this epoch
+     * @param pendingTarget         while PENDING_FAILOVER, the state the role change ends in; else null
+     * @param unchangedMillis       by the witness's clock, how long since the record last changed
      */
-    public record Sighting(PartnershipRecord record, long principalUnseenMillis) {
+    public record Sighting(PartnershipRecord record, long principalUnseenMillis, MirroringState pendingTarget,
+                           long unchangedMillis) {
+
+        /** A sighting of a settled record. */
+        public Sighting(PartnershipRecord record, long principalUnseenMillis) {
+            this(record, principalUnseenMillis, null, 0);
+        }
     }
 
     /**
@@ -124,13 +132,16 @@ public final class WitnessStore {
      */
     public Sighting read(String partnership) throws SQLException {
         return call(partnership, "reading the partnership",
-                "SELECT epoch, principal, mirror, state, mode, principal_unseen_ms FROM lockstep_witness.read(?)",
+                "SELECT epoch, principal, mirror, state, mode, principal_unseen_ms, pending_target, unchanged_ms"
+                        + " FROM lockstep_witness.read(?)",
                 ps -> ps.setString(1, partnership), rs -> {
                     long unseen = rs.getLong(6);
                     boolean neverSeen = rs.wasNull();
+                    String target = rs.getString(7);
                     return new Sighting(new PartnershipRecord(partnership, rs.getLong(1), rs.getString(2), rs.getString(3),
                             MirroringState.valueOf(rs.getString(4)), OperatingMode.valueOf(rs.getString(5))),
-                            neverSeen ? Long.MAX_VALUE : unseen);
+                            neverSeen ? Long.MAX_VALUE : unseen, target == null ? null : MirroringState.valueOf(target),
+                            rs.getLong(8));
                 });
     }
 
@@ -149,12 +160,24 @@ public final class WitnessStore {
      */
     public boolean transition(PartnershipRecord expected, PartnershipRecord next, Long minPrincipalUnseenMillis,
                               String reason, String actor) throws SQLException {
+        return transition(expected, next, minPrincipalUnseenMillis, reason, actor, null);
+    }
+
+    /**
+     * Compare-and-set as {@link #transition(PartnershipRecord, PartnershipRecord, Long, String, String)};
+     * a move to PENDING_FAILOVER also names the state the role change ends in, so that any
+     * coordinator can complete it should its author crash.
+     *
+     * @param pendingTarget the state after the pending role change, required when {@code next} is PENDING_FAILOVER
+     */
+    public boolean transition(PartnershipRecord expected, PartnershipRecord next, Long minPrincipalUnseenMillis,
+                              String reason, String actor, MirroringState pendingTarget) throws SQLException {
         if (!expected.name().equals(next.name())) {
             throw new IllegalArgumentException("a transition stays within one partnership: " + expected.name() + " vs " + next.name());
         }
         return call(expected.name(), "changing the partnership from epoch " + expected.epoch() + " " + expected.state()
                         + " to epoch " + next.epoch() + " " + next.state(),
-                "SELECT lockstep_witness.transition(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ps -> {
+                "SELECT lockstep_witness.transition(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ps -> {
                     ps.setString(1, expected.name());
                     ps.setLong(2, expected.epoch());
                     ps.setString(3, expected.state().name());
@@ -165,6 +188,7 @@ public final class WitnessStore {
                     ps.setObject(8, minPrincipalUnseenMillis, java.sql.Types.BIGINT);
                     ps.setString(9, reason);
                     ps.setString(10, actor);
+                    ps.setString(11, pendingTarget == null ? null : pendingTarget.name());
                 }, rs -> rs.getBoolean(1));
     }
 

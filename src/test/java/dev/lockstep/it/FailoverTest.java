@@ -211,6 +211,38 @@ class FailoverTest extends OnTwoNodes {
         assertThat(history).filteredOn(t -> t.newEpoch() == 2 && t.newState() == MirroringState.DISCONNECTED).hasSize(1);
     }
 
+    /** A coordinator that took the record to PENDING_FAILOVER and crashed: another completes the change. */
+    @Test
+    void aRoleChangeLeftPendingByACrashedCoordinatorIsCompletedByAnother() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("pending");
+        LockstepConfig config = pair.config().witness(witnessServer.config()).partnerTimeout(PARTNER_TIMEOUT)
+                .heartbeatInterval(Duration.ofMillis(200)).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (1)")).isTrue();
+            PartnershipRecord current = witness.read(pair.partnership()).record();
+            assertThat(witness.transition(current, current.withState(MirroringState.PENDING_FAILOVER), null,
+                    "promotion by a coordinator that then crashed", "ghost", MirroringState.DISCONNECTED)).isTrue();
+            // While it is pending, writes are refused.
+            await().atMost(Duration.ofSeconds(10)).until(() -> !TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (2)"));
+            await().atMost(Duration.ofSeconds(60)).until(() -> witness.read(pair.partnership()).record().epoch() == 2);
+            PartnershipRecord after = witness.read(pair.partnership()).record();
+            assertThat(after.principal()).isEqualTo("node-b");
+            assertThat(after.state()).isEqualTo(MirroringState.DISCONNECTED);
+            await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (3)"));
+        }
+        try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+            assertThat(rows(a, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 2L));
+            assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("principal", 2L));
+            assertThat(value(b, "SELECT count(*) FROM t WHERE id IN (1, 3)")).isEqualTo(2L);
+        }
+        assertThat(witness.history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .contains("pending role change completed");
+        assertThatThrownBy(() -> witness.transition(witness.read(pair.partnership()).record(),
+                witness.read(pair.partnership()).record().withState(MirroringState.PENDING_FAILOVER), null, "no target", "test"))
+                .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("22023"));
+    }
+
     @Test
     void plannedFailoverSwapsRolesWithNoLossAndFailsBackWithTheSameCall() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("planned");

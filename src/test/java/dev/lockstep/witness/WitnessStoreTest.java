@@ -118,10 +118,10 @@ class WitnessStoreTest {
         assertThat(store.principalSeen("lease", 1, "c1")).isTrue();
         assertThat(store.read("lease").principalUnseenMillis()).isBetween(0L, 5_000L);
         PartnershipRecord pending = r.withState(MirroringState.PENDING_FAILOVER);
-        assertThat(store.transition(r, pending, 10_000L, "principal lost", "c2")).isFalse();
+        assertThat(store.transition(r, pending, 10_000L, "principal lost", "c2", MirroringState.DISCONNECTED)).isFalse();
         ageSighting("lease", 11);
         assertThat(store.read("lease").principalUnseenMillis()).isGreaterThanOrEqualTo(11_000L);
-        assertThat(store.transition(r, pending, 10_000L, "principal lost", "c2")).isTrue();
+        assertThat(store.transition(r, pending, 10_000L, "principal lost", "c2", MirroringState.DISCONNECTED)).isTrue();
         // While the role change is under way nobody renews the old principal's lease.
         assertThat(store.principalSeen("lease", 1, "c1")).isFalse();
         PartnershipRecord promoted = pending.swapped(MirroringState.DISCONNECTED);
@@ -129,7 +129,8 @@ class WitnessStoreTest {
         // The new principal counts as just seen, so the next promotion waits a partner timeout too;
         // coordinators of the old epoch are refused and must fence.
         assertThat(store.read("lease").principalUnseenMillis()).isBetween(0L, 5_000L);
-        assertThat(store.transition(promoted, promoted.withState(MirroringState.PENDING_FAILOVER), 10_000L, "too soon", "c3"))
+        assertThat(store.transition(promoted, promoted.withState(MirroringState.PENDING_FAILOVER), 10_000L, "too soon", "c3",
+                MirroringState.DISCONNECTED))
                 .isFalse();
         assertThat(store.principalSeen("lease", 1, "c1")).isFalse();
         assertThat(store.principalSeen("lease", 2, "c2")).isTrue();
