@@ -284,9 +284,9 @@ public final class LockstepConfig {
             }
             requireBetween("heartbeatInterval", heartbeatInterval, Duration.ofMillis(50), Duration.ofMinutes(1));
             requireBetween("partnerTimeout", partnerTimeout, Duration.ofMillis(500), Duration.ofHours(1));
-            if (partnerTimeout.compareTo(heartbeatInterval.multipliedBy(2)) < 0) {
-                throw invalid("partnerTimeout", "must be at least 2 x heartbeatInterval (" + heartbeatInterval.multipliedBy(2)
-                        + ") so that one lost probe is not a failure", partnerTimeout);
+            if (partnerTimeout.compareTo(heartbeatInterval.multipliedBy(3)) < 0) {
+                throw invalid("partnerTimeout", "must be at least 3 x heartbeatInterval (" + heartbeatInterval.multipliedBy(3)
+                        + ") so that a lost probe or two are not a failure", partnerTimeout);
             }
             if (mode == OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER && witness == null) {
                 throw invalid("mode", "HIGH_SAFETY_AUTOMATIC_FAILOVER needs a witness (set witness.url)", mode);

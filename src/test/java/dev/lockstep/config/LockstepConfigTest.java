@@ -61,8 +61,10 @@ class LockstepConfigTest {
                 .hasMessageContaining("'mode'").hasMessageContaining("HIGH_PERFORMANCE");
         assertThatThrownBy(() -> valid().witness(NodeConfig.of("a", w.jdbcUrl(), "u", "p")).build())
                 .hasMessageContaining("'witness.name'");
-        assertThatThrownBy(() -> valid().partnerTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofMillis(600)).build())
-                .hasMessageContaining("'partnerTimeout'").hasMessageContaining("2 x heartbeatInterval");
+        assertThatThrownBy(() -> valid().partnerTimeout(Duration.ofMillis(1499)).heartbeatInterval(Duration.ofMillis(500)).build())
+                .hasMessageContaining("'partnerTimeout'").hasMessageContaining("3 x heartbeatInterval").hasMessageContaining("PT1.499S");
+        assertThat(valid().partnerTimeout(Duration.ofMillis(1500)).heartbeatInterval(Duration.ofMillis(500)).build().partnerTimeout())
+                .isEqualTo(Duration.ofMillis(1500));
         assertThatThrownBy(() -> valid().heartbeatInterval(Duration.ofMillis(1)).build()).hasMessageContaining("'heartbeatInterval'");
         Properties p = new Properties();
         p.setProperty("partnership", "orders");
