@@ -106,7 +106,11 @@ final class Coordinator implements AutoCloseable {
             witnessPool = witnessPool(config);
             witness = new WitnessStore(witnessPool, config.remoteCallTimeout(), config.witness().name());
             try {
-                witness.install();
+                if (config.installSchema()) {
+                    witness.install();
+                } else {
+                    witness.requireSchema();
+                }
                 witness.create(new PartnershipRecord(config.partnership(), 1, principalNode.name(), mirrorNode.name(),
                         MirroringState.SYNCHRONIZED, config.mode()), config.coordinatorId());
                 record = witness.read(config.partnership()).record();

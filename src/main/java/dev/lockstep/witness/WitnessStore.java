@@ -84,7 +84,7 @@ public final class WitnessStore {
      * @throws SQLException when the installation fails; nothing is left half-installed
      */
     public void install() throws SQLException {
-        try (Connection c = connect()) {
+        try (Connection c = connectFor("installing the witness schema")) {
             c.setAutoCommit(false);
             try (Statement st = statement(c)) {
                 st.execute("SELECT pg_advisory_xact_lock(hashtextextended('lockstep.witness.install', 0))");
@@ -97,6 +97,20 @@ public final class WitnessStore {
                 c.rollback();
                 throw failure("installing the witness schema", null, e);
             }
+        }
+    }
+
+    /**
+     * Checks that the witness schema is installed.
+     *
+     * @throws SQLException 55000 naming the witness when it is not
+     */
+    public void requireSchema() throws SQLException {
+        boolean installed = call(null, "checking the witness schema",
+                "SELECT to_regclass('lockstep_witness.schema_version') IS NOT NULL", ps -> { }, rs -> rs.getBoolean(1));
+        if (!installed) {
+            throw new SQLException("lockstep: witness " + witnessName + " has no Lockstep witness schema; install it"
+                    + " (installSchema=true, or the install command)", "55000");
         }
     }
 
@@ -270,6 +284,14 @@ public final class WitnessStore {
         }
     }
 
+    private Connection connectFor(String what) throws SQLException {
+        try {
+            return connect();
+        } catch (SQLException e) {
+            throw failure(what, null, e);
+        }
+    }
+
     private Connection connect() throws SQLException {
         Connection c = witness.getConnection();
         if (!c.getAutoCommit()) {
@@ -289,10 +311,13 @@ public final class WitnessStore {
     }
 
     private SQLException failure(String what, String partnership, SQLException cause) {
-        String state = cause.getSQLState() != null ? cause.getSQLState() : "08006";
+        // A pool that could not connect reports its own timeout; the server's reason is its cause.
+        Throwable reason = cause.getCause() instanceof SQLException inner ? inner : cause;
+        String state = cause.getSQLState() != null ? cause.getSQLState()
+                : reason instanceof SQLException r && r.getSQLState() != null ? r.getSQLState() : "08006";
         String subject = partnership == null ? "" : " of partnership " + partnership;
-        return new SQLException("lockstep: witness " + witnessName + ": " + what + subject + " failed: " + cause.getMessage(),
-                state, cause);
+        String detail = reason == cause ? cause.getMessage() : cause.getMessage() + " (" + reason.getMessage() + ")";
+        return new SQLException("lockstep: witness " + witnessName + ": " + what + subject + " failed: " + detail, state, cause);
     }
 
     private static int installedVersion(Statement st) throws SQLException {

@@ -167,6 +167,55 @@ class QuorumTest extends OnTwoNodes {
     }
 
     @Test
+    void witnessKilled_writesContinueInLockstep_thenPrincipalKilled_noAutomaticFailover() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("witnesskilled");
+        try (LockstepDataSource ds = start(pair)) {
+            witness.node().kill();
+            try {
+                for (int i = 1; i <= 10; i++) {
+                    assertThat(write(ds, i)).isTrue();
+                }
+                await().atMost(Duration.ofSeconds(30)).until(() -> ds.partnership().status().witnessHealth() == PartnerHealth.FAILED);
+                nodes.a().kill();
+                try {
+                    await().atMost(Duration.ofSeconds(30))
+                            .until(() -> ds.partnership().status().action() == QuorumRules.Action.NO_AUTOMATIC_FAILOVER);
+                    await().during(Duration.ofSeconds(5)).atMost(Duration.ofSeconds(10))
+                            .until(() -> ds.partnership().status().epoch() == 1);
+                    try (Connection m = pair.mirror()) {
+                        assertThat(TwoNodes.rows(m, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 1L));
+                        assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(10L);
+                    }
+                } finally {
+                    nodes.a().restart();
+                }
+            } finally {
+                witness.node().restart();
+            }
+        }
+        try (Connection p = pair.principal()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(10L);
+        }
+    }
+
+    @Test
+    void badWitnessSettingsFailWithClearErrors() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("badwitness");
+        String empty = witness.node().createDatabase("nowitness");
+        LockstepConfig noSchema = pair.config().installSchema(false)
+                .witness(NodeConfig.of("witness", witness.node().jdbcUrl(empty), witness.node().user(), "x")).build();
+        try (LockstepDataSource installed = pair.start()) {
+            assertThat(installed.partnership().epoch()).isEqualTo(1);
+        }
+        assertThatThrownBy(() -> LockstepDataSource.start(noSchema)).isInstanceOfSatisfying(SQLException.class,
+                e -> assertThat(e.getSQLState()).isEqualTo("55000")).hasMessageContaining("witness witness has no Lockstep witness schema");
+        LockstepConfig wrongUser = pair.config()
+                .witness(NodeConfig.of("witness", witness.config().jdbcUrl(), "no_such_role", "x")).build();
+        assertThatThrownBy(() -> LockstepDataSource.start(wrongUser)).isInstanceOf(SQLException.class)
+                .hasMessageContaining("witness witness").hasMessageContaining("no_such_role");
+    }
+
+    @Test
     void witnessLostWithThePartnersConnected_lockstepContinues() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("witnesslost");
         try (LockstepDataSource ds = start(pair)) {
