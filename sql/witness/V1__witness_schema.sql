@@ -146,6 +146,20 @@ BEGIN
     DO UPDATE SET heartbeat_at = clock_timestamp(), epoch_seen = excluded.epoch_seen;
 END $$;
 
+-- A coordinator's whole heartbeat in one round trip: the heartbeat, the sighting of the principal
+-- when it reached it (false back when refused: its view is stale), and the record as it now stands.
+CREATE FUNCTION lockstep_witness.beat(p_name text, p_coordinator text, p_epoch bigint, p_principal_reached boolean,
+    OUT lease_granted boolean, OUT epoch bigint, OUT principal text, OUT mirror text, OUT state text, OUT mode text,
+    OUT principal_unseen_ms bigint, OUT pending_target text, OUT unchanged_ms bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lockstep_witness.heartbeat(p_name, p_coordinator, p_epoch);
+    lease_granted := p_principal_reached AND lockstep_witness.principal_seen(p_name, p_epoch, p_coordinator);
+    SELECT r.epoch, r.principal, r.mirror, r.state, r.mode, r.principal_unseen_ms, r.pending_target, r.unchanged_ms
+      INTO epoch, principal, mirror, state, mode, principal_unseen_ms, pending_target, unchanged_ms
+      FROM lockstep_witness.read(p_name) r;
+END $$;
+
 CREATE TABLE lockstep_witness.schema_version (
     version      int PRIMARY KEY,
     installed_at timestamptz NOT NULL DEFAULT clock_timestamp()

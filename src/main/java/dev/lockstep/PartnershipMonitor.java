@@ -14,11 +14,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.sql.Connection;
-import java.sql.DriverManager;
 import java.sql.SQLException;
-import java.time.Duration;
 import java.util.List;
-import java.util.Properties;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -69,16 +66,7 @@ final class PartnershipMonitor implements AutoCloseable {
     }
 
     private static NodeProbe probe(LockstepConfig config, NodeConfig node) {
-        Duration deadline = config.remoteCallTimeout();
-        return new NodeProbe(node.name(), () -> {
-            Properties p = new Properties();
-            p.setProperty("user", node.user());
-            p.setProperty("password", node.password());
-            p.setProperty("connectTimeout", Long.toString(Math.max(1, config.connectTimeout().toSeconds())));
-            p.setProperty("socketTimeout", Long.toString(Math.max(1, deadline.toSeconds()) + 1));
-            p.setProperty("ApplicationName", "lockstep-probe-" + config.coordinatorId());
-            return DriverManager.getConnection(node.jdbcUrl(), p);
-        }, deadline);
+        return new NodeProbe(node.name(), () -> Failover.connect(node, config.remoteCallTimeout()), config.remoteCallTimeout());
     }
 
     /**
@@ -126,15 +114,14 @@ final class PartnershipMonitor implements AutoCloseable {
         PartnerHealth mirror = detector.health(t.mirror.name());
         WitnessStore.Sighting seen = null;
         try {
-            if (principal == PartnerHealth.UP) {
-                long sent = System.nanoTime();
-                if (witness.principalSeen(config.partnership(), t.epoch, config.coordinatorId())) {
-                    leaseSentNanos = sent;
-                    leaseEpoch = t.epoch;
-                }
+            long sent = System.nanoTime();
+            WitnessStore.Beat beat = witness.beat(config.partnership(), config.coordinatorId(), t.epoch,
+                    principal == PartnerHealth.UP);
+            if (beat.leaseGranted()) {
+                leaseSentNanos = sent;
+                leaseEpoch = t.epoch;
             }
-            witness.heartbeat(config.partnership(), config.coordinatorId(), t.epoch);
-            seen = witness.read(config.partnership());
+            seen = beat.sighting();
         } catch (SQLException e) {
             LOG.debug("lockstep: partnership {}: witness unreachable: {}", config.partnership(), e.getMessage());
         }

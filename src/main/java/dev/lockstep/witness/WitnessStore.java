@@ -39,10 +39,6 @@ public final class WitnessStore {
     public record Sighting(PartnershipRecord record, long principalUnseenMillis, MirroringState pendingTarget,
                            long unchangedMillis) {
 
-        /** A sighting of a settled record. */
-        public Sighting(PartnershipRecord record, long principalUnseenMillis) {
-            this(record, principalUnseenMillis, null, 0);
-        }
     }
 
     /**
@@ -138,6 +134,34 @@ public final class WitnessStore {
     }
 
     /**
+     * The outcome of a heartbeat.
+     *
+     * @param leaseGranted whether the sighting of the principal was recorded (the exposed lease)
+     * @param sighting     the record as it stands after the heartbeat
+     */
+    public record Beat(boolean leaseGranted, Sighting sighting) {
+    }
+
+    /**
+     * A coordinator's heartbeat in one round trip: registers it, records that it reached the
+     * principal of {@code epoch} if it did, and reads the record.
+     *
+     * @param principalReached whether the coordinator reached the principal since its last beat
+     * @return whether the sighting was recorded, and the record
+     * @throws SQLException when the witness cannot be reached or has no such partnership
+     */
+    public Beat beat(String partnership, String coordinatorId, long epoch, boolean principalReached) throws SQLException {
+        return call(partnership, "recording the heartbeat of coordinator " + coordinatorId,
+                "SELECT lease_granted, epoch, principal, mirror, state, mode, principal_unseen_ms, pending_target, unchanged_ms"
+                        + " FROM lockstep_witness.beat(?, ?, ?, ?)", ps -> {
+                    ps.setString(1, partnership);
+                    ps.setString(2, coordinatorId);
+                    ps.setLong(3, epoch);
+                    ps.setBoolean(4, principalReached);
+                }, rs -> new Beat(rs.getBoolean(1), sighting(partnership, rs, 2)));
+    }
+
+    /**
      * Reads a partnership record.
      *
      * @param partnership the partnership
@@ -148,15 +172,17 @@ public final class WitnessStore {
         return call(partnership, "reading the partnership",
                 "SELECT epoch, principal, mirror, state, mode, principal_unseen_ms, pending_target, unchanged_ms"
                         + " FROM lockstep_witness.read(?)",
-                ps -> ps.setString(1, partnership), rs -> {
-                    long unseen = rs.getLong(6);
-                    boolean neverSeen = rs.wasNull();
-                    String target = rs.getString(7);
-                    return new Sighting(new PartnershipRecord(partnership, rs.getLong(1), rs.getString(2), rs.getString(3),
-                            MirroringState.valueOf(rs.getString(4)), OperatingMode.valueOf(rs.getString(5))),
-                            neverSeen ? Long.MAX_VALUE : unseen, target == null ? null : MirroringState.valueOf(target),
-                            rs.getLong(8));
-                });
+                ps -> ps.setString(1, partnership), rs -> sighting(partnership, rs, 1));
+    }
+
+    /** Reads the eight columns of lockstep_witness.read starting at column {@code first}. */
+    private static Sighting sighting(String partnership, ResultSet rs, int first) throws SQLException {
+        long unseen = rs.getLong(first + 5);
+        boolean neverSeen = rs.wasNull();
+        String target = rs.getString(first + 6);
+        return new Sighting(new PartnershipRecord(partnership, rs.getLong(first), rs.getString(first + 1),
+                rs.getString(first + 2), MirroringState.valueOf(rs.getString(first + 3)), OperatingMode.valueOf(rs.getString(first + 4))),
+                neverSeen ? Long.MAX_VALUE : unseen, target == null ? null : MirroringState.valueOf(target), rs.getLong(first + 7));
     }
 
     /**

@@ -154,6 +154,26 @@ class WitnessStoreTest {
     }
 
     @Test
+    void aBeatRegistersGrantsTheLeaseOnlyAtTheCurrentEpochAndReadsTheRecord() throws SQLException {
+        PartnershipRecord r = fresh("beat");
+        store.create(r, "test");
+        WitnessStore.Beat first = store.beat("beat", "c1", 1, true);
+        assertThat(first.leaseGranted()).isTrue();
+        assertThat(first.sighting().record()).isEqualTo(r);
+        assertThat(store.beat("beat", "c1", 1, false).leaseGranted()).isFalse();
+        PartnershipRecord moved = r.swapped(MirroringState.DISCONNECTED);
+        store.transition(r, moved, null, "test", "test");
+        WitnessStore.Beat stale = store.beat("beat", "c1", 1, true);
+        assertThat(stale.leaseGranted()).isFalse();
+        assertThat(stale.sighting().record()).isEqualTo(moved);
+        try (Connection c = source.getConnection(); Statement st = c.createStatement();
+             var rs = st.executeQuery("SELECT count(*) FROM lockstep_witness.coordinator WHERE partnership = 'beat'")) {
+            rs.next();
+            assertThat(rs.getLong(1)).isEqualTo(1);
+        }
+    }
+
+    @Test
     void badRequestsFailWithClearErrorsAndChangeNothing() throws SQLException {
         assertThatThrownBy(() -> store.read("nobody"))
                 .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("42704"))
