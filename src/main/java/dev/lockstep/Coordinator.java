@@ -12,6 +12,7 @@ import dev.lockstep.core.NodeView;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipCheck;
 import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.jdbc.LockstepConnection;
 import dev.lockstep.jdbc.SqlStates;
 import dev.lockstep.witness.WitnessStore;
 import org.slf4j.Logger;
@@ -40,6 +41,8 @@ import java.util.concurrent.atomic.AtomicReference;
 final class Coordinator implements AutoCloseable {
 
     private static final Logger LOG = LoggerFactory.getLogger(Coordinator.class);
+    /** Hikari's shortest wait; a caller's wait for the principal is made of several. */
+    private static final long PRINCIPAL_WAIT_MILLIS = 250;
 
     /** The roles and pools of one epoch. */
     final class Topology implements AutoCloseable {
@@ -50,13 +53,17 @@ final class Coordinator implements AutoCloseable {
         final HikariDataSource mirrorPool;
         final CommitProtocol protocol;
         final InDoubtResolver resolver;
+        /** Principal connections the application holds, aborted when the epoch moves on. */
+        final Set<Connection> borrowed = ConcurrentHashMap.newKeySet();
 
         Topology(long epoch, NodeConfig principal, NodeConfig mirror) {
             this.epoch = epoch;
             this.principal = principal;
             this.mirror = mirror;
-            this.principalPool = pool(principal, config.poolSize(), principalProperties(epoch));
-            this.mirrorPool = pool(mirror, config.poolSize() + 2, mirrorProperties());
+            // Short waits for a principal connection: getConnection() retries them, following a failover.
+            this.principalPool = pool(principal, config.poolSize(), PRINCIPAL_WAIT_MILLIS, principalProperties(epoch));
+            this.mirrorPool = pool(mirror, config.poolSize() + 2, Math.max(250, config.connectTimeout().toMillis()),
+                    mirrorProperties());
             this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation,
                     principal.name(), mirror.name(), config.remoteCallTimeout()),
                     () -> epoch, () -> path(epoch), mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections(this));
@@ -65,6 +72,31 @@ final class Coordinator implements AutoCloseable {
                     new InDoubtResolver.Node(mirror.name(), mirrorPool),
                     inFlight::contains, config.inDoubtGrace(), config.remoteCallTimeout(),
                     () -> path(epoch) == CommitProtocol.Path.EXPOSED);
+        }
+
+        /**
+         * A principal connection for the application, tracked until it is closed.
+         *
+         * @throws SQLException when the pool has none within its short wait
+         */
+        Connection lend() throws SQLException {
+            Connection physical = principalPool.getConnection();
+            borrowed.add(physical);
+            return LockstepConnection.wrap(physical, protocol, () -> borrowed.remove(physical));
+        }
+
+        /**
+         * Breaks the connections the application still holds: statements blocked on an old
+         * principal that froze would otherwise wait with no deadline.
+         */
+        void abortBorrowed() {
+            for (Connection c : borrowed) {
+                try {
+                    c.abort(Runnable::run);
+                } catch (SQLException | RuntimeException e) {
+                    LOG.debug("lockstep: aborting a connection of epoch {} failed: {}", epoch, e.toString());
+                }
+            }
         }
 
         @Override
@@ -168,7 +200,8 @@ final class Coordinator implements AutoCloseable {
 
     /**
      * Moves to the record's epoch and roles: new connections go to its principal; the previous
-     * pools close once commits under way on them have had their deadline.
+     * pools close at once, failing what still runs on them with a connection error (08xxx) or,
+     * for a commit under way, 40003.
      */
     void adopt(PartnershipRecord record) {
         Topology current = topology.get();
@@ -184,8 +217,36 @@ final class Coordinator implements AutoCloseable {
         }
         LOG.warn("lockstep: partnership {} moved to epoch {}: principal {}, mirror {} ({})", config.partnership(),
                 record.epoch(), principal.name(), mirror.name(), record.state());
-        long linger = config.remoteCallTimeout().toMillis() * 3 + config.connectTimeout().toMillis();
-        background.schedule(current::close, linger, TimeUnit.MILLISECONDS);
+        // Work still on the old pools is fenced by both nodes already; closing them at once
+        // aborts statements stuck on a frozen old principal, whose sessions would otherwise hang
+        // with no deadline, and frees their threads for the new principal.
+        current.abortBorrowed();
+        background.execute(current::close);
+    }
+
+    /**
+     * A connection to the principal of the current epoch, waiting at most the connect timeout.
+     * The wait is cut into short ones so that a failover meanwhile sends the caller to the new
+     * principal at once instead of letting it wait out the timeout on the old one.
+     *
+     * @return the application's connection
+     * @throws SQLException 08001 naming the node and epoch when none came in time
+     */
+    Connection principalConnection() throws SQLException {
+        long deadline = System.nanoTime() + config.connectTimeout().toNanos();
+        while (true) {
+            Topology t = topology.get();
+            try {
+                return t.lend();
+            } catch (SQLException e) {
+                boolean moved = topology.get() != t;
+                if (!moved && (System.nanoTime() - deadline >= 0 || t.principalPool.isClosed())) {
+                    throw SqlStates.error(SqlStates.CONNECTION_FAILED, "lockstep: no connection to principal node "
+                            + t.principal.name() + " of partnership " + config.partnership() + " at epoch " + t.epoch
+                            + " within " + config.connectTimeout().toMillis() + " ms: " + e.getMessage(), e);
+                }
+            }
+        }
     }
 
     /**
@@ -248,7 +309,7 @@ final class Coordinator implements AutoCloseable {
         return p;
     }
 
-    private HikariDataSource pool(NodeConfig node, int size, Properties extra) {
+    private HikariDataSource pool(NodeConfig node, int size, long waitMillis, Properties extra) {
         HikariConfig h = new HikariConfig();
         h.setPoolName("lockstep-" + config.partnership() + "-" + node.name());
         h.setJdbcUrl(node.jdbcUrl());
@@ -257,7 +318,7 @@ final class Coordinator implements AutoCloseable {
         h.setAutoCommit(false);
         h.setMaximumPoolSize(size);
         h.setMinimumIdle(Math.min(2, size));
-        h.setConnectionTimeout(Math.max(250, config.connectTimeout().toMillis()));
+        h.setConnectionTimeout(waitMillis);
         h.setValidationTimeout(Math.max(250, Math.min(config.connectTimeout().toMillis(), 5000)));
         h.setInitializationFailTimeout(-1);
         h.setExceptionOverrideClassName(KeepConnectionOnStatementError.class.getName());
@@ -295,8 +356,11 @@ final class Coordinator implements AutoCloseable {
         return config.coordinatorId() + "-" + Integer.toHexString(0x100000 + new java.security.SecureRandom().nextInt(0xf00000));
     }
 
-    /** After one broken link to a node, the pool's other idle connections to it are replaced. */
-    private static final class DropStaleConnections implements CommitProtocol.LinkLoss {
+    /**
+     * After one broken link to a node, the pool's other idle connections to it are replaced and
+     * the node is probed at once rather than at its next heartbeat.
+     */
+    private final class DropStaleConnections implements CommitProtocol.LinkLoss {
         private final Topology topology;
 
         DropStaleConnections(Topology topology) {
@@ -306,11 +370,20 @@ final class Coordinator implements AutoCloseable {
         @Override
         public void principalLinkLost() {
             topology.principalPool.getHikariPoolMXBean().softEvictConnections();
+            probeSoon(topology.principal.name());
         }
 
         @Override
         public void mirrorLinkLost() {
             topology.mirrorPool.getHikariPoolMXBean().softEvictConnections();
+            probeSoon(topology.mirror.name());
+        }
+    }
+
+    private void probeSoon(String node) {
+        PartnershipMonitor m = monitor;
+        if (m != null) {
+            m.probeSoon(node);
         }
     }
 

@@ -37,7 +37,8 @@ public final class Failover {
      * @param partnership     the partnership
      * @param mirror          the mirror node
      * @param principalHealth the principal's health as the caller's failure detector sees it
-     * @param partnerTimeout  the partner timeout
+     * @param quiet           how long no coordinator may have reached the principal
+     *                        ({@link QuorumRules#quietMillis}: the partner timeout, or less after a hard failure)
      * @param callTimeout     deadline of each call to a node
      * @param actor           who promotes, for the witness history
      * @return the new record
@@ -46,18 +47,18 @@ public final class Failover {
      *                      principal was seen meanwhile
      */
     public static PartnershipRecord promoteMirror(WitnessStore witness, String partnership, NodeConfig mirror,
-                                                  PartnerHealth principalHealth, Duration partnerTimeout,
+                                                  PartnerHealth principalHealth, Duration quiet,
                                                   Duration callTimeout, String actor) throws SQLException {
         WitnessStore.Sighting seen = witness.read(partnership);
         PartnershipRecord current = seen.record();
         requireMirror(current, mirror);
         QuorumRules.Action decision = QuorumRules.decide(new QuorumRules.Observation(current, principalHealth,
-                PartnerHealth.UP, PartnerHealth.UP, seen.principalUnseenMillis(), partnerTimeout.toMillis()));
+                PartnerHealth.UP, PartnerHealth.UP, seen.principalUnseenMillis(), quiet.toMillis()));
         RoleChanges.Result change = RoleChanges.automaticFailover(current, decision);
         if (!change.allowed()) {
             throw SqlStates.error(SqlStates.NOT_READY, "lockstep: no automatic failover: " + change.refusal(), null);
         }
-        return promote(witness, current, change.next(), mirror, partnerTimeout, callTimeout, actor,
+        return promote(witness, current, change.next(), mirror, quiet, callTimeout, actor,
                 "principal " + current.principal() + " lost", "mirror " + mirror.name() + " promoted to principal");
     }
 
@@ -67,10 +68,10 @@ public final class Failover {
      * witness records the new roles.
      */
     private static PartnershipRecord promote(WitnessStore witness, PartnershipRecord current, PartnershipRecord next,
-                                             NodeConfig mirror, Duration partnerTimeout, Duration callTimeout, String actor,
+                                             NodeConfig mirror, Duration quiet, Duration callTimeout, String actor,
                                              String why, String done) throws SQLException {
         PartnershipRecord pending = current.withState(MirroringState.PENDING_FAILOVER);
-        if (!witness.transition(current, pending, partnerTimeout.toMillis(), why, actor, next.state())) {
+        if (!witness.transition(current, pending, quiet.toMillis(), why, actor, next.state())) {
             throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + current.name()
                     + " changed at the witness, or its principal was seen, before the promotion; now: "
                     + witness.read(current.name()), null);

@@ -1,6 +1,5 @@
 package dev.lockstep;
 
-import dev.lockstep.jdbc.LockstepConnection;
 import dev.lockstep.jdbc.SqlStates;
 
 import javax.sql.DataSource;
@@ -63,8 +62,7 @@ public final class LockstepDataSource implements DataSource, AutoCloseable {
         if (closed) {
             throw SqlStates.error("08003", "lockstep: the data source of partnership " + coordinator.config().partnership() + " is closed", null);
         }
-        Coordinator.Topology t = coordinator.topology();
-        return LockstepConnection.wrap(t.principalPool.getConnection(), t.protocol);
+        return coordinator.principalConnection();
     }
 
     /** Not supported: credentials are part of the node configuration. */

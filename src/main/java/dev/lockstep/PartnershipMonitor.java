@@ -9,12 +9,14 @@ import dev.lockstep.core.QuorumRules;
 import dev.lockstep.core.RoleChanges;
 import dev.lockstep.health.FailureDetector;
 import dev.lockstep.health.NodeProbe;
+import dev.lockstep.health.ProbeResult;
 import dev.lockstep.witness.WitnessStore;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.sql.Connection;
 import java.sql.SQLException;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
@@ -34,6 +36,7 @@ final class PartnershipMonitor implements AutoCloseable {
     private final LockstepConfig config;
     private final WitnessStore witness;
     private final FailureDetector detector;
+    private final ScheduledExecutorService scheduler;
     private volatile PartnershipRecord record;
     private volatile CommitProtocol.Path path = CommitProtocol.Path.LOCKSTEP;
     private volatile long leaseSentNanos = Long.MIN_VALUE / 2;
@@ -42,8 +45,10 @@ final class PartnershipMonitor implements AutoCloseable {
     private volatile QuorumRules.Action lastAction;
     private ScheduledFuture<?> ticks;
 
-    private PartnershipMonitor(Coordinator coordinator, WitnessStore witness, PartnershipRecord record, FailureDetector detector) {
+    private PartnershipMonitor(Coordinator coordinator, WitnessStore witness, PartnershipRecord record, FailureDetector detector,
+                               ScheduledExecutorService scheduler) {
         this.coordinator = coordinator;
+        this.scheduler = scheduler;
         this.config = coordinator.config();
         this.witness = witness;
         this.record = record;
@@ -58,7 +63,7 @@ final class PartnershipMonitor implements AutoCloseable {
         FailureDetector detector = new FailureDetector(probes, config.heartbeatInterval(), config.partnerTimeout(),
                 System::nanoTime, scheduler, (node, before, after) ->
                 LOG.info("lockstep: partnership {}: node {} is {} (was {})", config.partnership(), node, after, before));
-        PartnershipMonitor monitor = new PartnershipMonitor(coordinator, witness, record, detector);
+        PartnershipMonitor monitor = new PartnershipMonitor(coordinator, witness, record, detector, scheduler);
         detector.start();
         long interval = config.heartbeatInterval().toMillis();
         monitor.ticks = scheduler.scheduleWithFixedDelay(monitor::tickQuietly, interval, interval, TimeUnit.MILLISECONDS);
@@ -100,6 +105,12 @@ final class PartnershipMonitor implements AutoCloseable {
         return detector.health(node);
     }
 
+    /** Has the failure detector probe the node now (a commit saw its link break). */
+    void probeSoon(String node) {
+        detector.probeSoon(node);
+        scheduler.schedule(this::tickQuietly, config.remoteCallTimeout().toMillis() / 4 + 50, TimeUnit.MILLISECONDS);
+    }
+
     private void tickQuietly() {
         try {
             tick();
@@ -108,15 +119,18 @@ final class PartnershipMonitor implements AutoCloseable {
         }
     }
 
-    private void tick() throws SQLException {
+    private synchronized void tick() throws SQLException {
         Coordinator.Topology t = coordinator.topology();
         PartnerHealth principal = detector.health(t.principal.name());
         PartnerHealth mirror = detector.health(t.mirror.name());
         WitnessStore.Sighting seen = null;
         try {
             long sent = System.nanoTime();
-            WitnessStore.Beat beat = witness.beat(config.partnership(), config.coordinatorId(), t.epoch,
-                    principal == PartnerHealth.UP);
+            // "Reached" means answered within the last two heartbeats, not merely "not yet timed out":
+            // the witness's count towards a promotion starts from the last true sighting.
+            boolean reached = principal == PartnerHealth.UP
+                    && detector.silentMillis(t.principal.name()) < 2 * config.heartbeatInterval().toMillis();
+            WitnessStore.Beat beat = witness.beat(config.partnership(), config.coordinatorId(), t.epoch, reached);
             if (beat.leaseGranted()) {
                 leaseSentNanos = sent;
                 leaseEpoch = t.epoch;
@@ -144,25 +158,38 @@ final class PartnershipMonitor implements AutoCloseable {
         PartnerHealth witnessHealth = seen != null ? detector.health(config.witness().name()) : PartnerHealth.FAILED;
         // Without a fresh reading the principal counts as seen: no promotion on stale information.
         long unseen = seen != null ? seen.principalUnseenMillis() : 0;
+        ProbeResult lastProbe = detector.lastProbe(t.principal.name());
+        long quiet = QuorumRules.quietMillis(principal == PartnerHealth.FAILED && lastProbe != null && lastProbe.hardFailure(),
+                config.heartbeatInterval().toMillis(), config.partnerTimeout().toMillis());
         QuorumRules.Action action = QuorumRules.decide(new QuorumRules.Observation(record, principal, mirror, witnessHealth,
-                unseen, config.partnerTimeout().toMillis()));
+                unseen, quiet));
+        if (action == QuorumRules.Action.CUT_OFF_FROM_PRINCIPAL && quiet - unseen < config.heartbeatInterval().toMillis()) {
+            // Act when the quiet period ends rather than up to a heartbeat later.
+            scheduler.schedule(this::tickQuietly, Math.max(10, quiet - unseen + 10), TimeUnit.MILLISECONDS);
+        }
         if (action != lastAction) {
             LOG.info("lockstep: partnership {} at epoch {}: {}", config.partnership(), record.epoch(), action);
         }
         lastAction = action;
-        act(action, t, mirror);
-        pathEpoch = t.epoch;
+        act(action, t, mirror, quiet);
     }
 
-    private void act(QuorumRules.Action action, Coordinator.Topology t, PartnerHealth mirror) throws SQLException {
+    private void act(QuorumRules.Action action, Coordinator.Topology t, PartnerHealth mirror, long quiet) throws SQLException {
+        pathEpoch = t.epoch;
         switch (action) {
             case FAILOVER -> {
                 path = CommitProtocol.Path.REFUSED;
+                long sent = System.nanoTime();
                 PartnershipRecord next = Failover.promoteMirror(witness, config.partnership(), t.mirror, PartnerHealth.FAILED,
-                        config.partnerTimeout(), config.remoteCallTimeout(), config.coordinatorId());
+                        Duration.ofMillis(quiet), config.remoteCallTimeout(), config.coordinatorId());
+                // The witness counted the new principal as seen when it recorded the promotion: that
+                // is this coordinator's lease, so the new principal serves at once, exposed.
+                leaseSentNanos = sent;
+                leaseEpoch = next.epoch();
                 record = next;
+                path = next.state() == MirroringState.SYNCHRONIZED ? CommitProtocol.Path.LOCKSTEP : CommitProtocol.Path.EXPOSED;
+                pathEpoch = next.epoch();
                 coordinator.adopt(next);
-                path = CommitProtocol.Path.LOCKSTEP;
             }
             case RUN_EXPOSED -> {
                 if (record.state() == MirroringState.SYNCHRONIZED

@@ -16,19 +16,21 @@ public enum PartnerHealth {
     /**
      * Classifies a node from its probe history.
      *
-     * @param lastProbeSucceeded  whether the most recent probe got an answer in time
+     * @param lastProbeSucceeded  whether the most recent finished probe got an answer in time
      * @param hardFailure         whether the most recent failure was a refused or reset connection
      * @param silentMillis        how long since the last answered probe
      * @param partnerTimeoutMillis the partner timeout
      * @return the health
      */
     public static PartnerHealth of(boolean lastProbeSucceeded, boolean hardFailure, long silentMillis, long partnerTimeoutMillis) {
+        // Silence counts even while the latest finished probe succeeded: a probe of a frozen node
+        // hangs until its deadline, and until then the last result says nothing about now.
+        if (silentMillis >= partnerTimeoutMillis) {
+            return FAILED;
+        }
         if (lastProbeSucceeded) {
             return UP;
         }
-        if (hardFailure || silentMillis >= partnerTimeoutMillis) {
-            return FAILED;
-        }
-        return SUSPECT;
+        return hardFailure ? FAILED : SUSPECT;
     }
 }

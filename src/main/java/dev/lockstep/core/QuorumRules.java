@@ -39,10 +39,28 @@ public final class QuorumRules {
      * @param witness               health of the witness (ignored in modes without one)
      * @param principalUnseenMillis by the witness's clock, how long since any coordinator last reached
      *                              the principal; {@link Long#MAX_VALUE} when never
-     * @param partnerTimeoutMillis  the partner timeout
+     * @param quietMillis           how long the principal must have gone unseen before the mirror is
+     *                              promoted: see {@link #quietMillis(boolean, long, long)}
      */
     public record Observation(PartnershipRecord record, PartnerHealth principal, PartnerHealth mirror,
-                              PartnerHealth witness, long principalUnseenMillis, long partnerTimeoutMillis) {
+                              PartnerHealth witness, long principalUnseenMillis, long quietMillis) {
+    }
+
+    /**
+     * How long no coordinator may have reached the principal before its mirror is promoted. After
+     * silence, the partner timeout (SQL Server's rule). After a hard failure (the principal's
+     * host refused or reset the connection: nothing listens there) only one and a half heartbeat
+     * intervals, long enough for any coordinator that still reaches it to have said so; a SYNCHRONIZED
+     * principal commits nothing without its mirror, so promoting early risks availability, never
+     * a second principal.
+     *
+     * @param hardFailure          whether the latest probe of the principal was refused or reset
+     * @param heartbeatMillis      the heartbeat interval
+     * @param partnerTimeoutMillis the partner timeout
+     * @return the quiet period in milliseconds
+     */
+    public static long quietMillis(boolean hardFailure, long heartbeatMillis, long partnerTimeoutMillis) {
+        return hardFailure ? Math.min(partnerTimeoutMillis, heartbeatMillis * 3 / 2) : partnerTimeoutMillis;
     }
 
     /**
@@ -86,7 +104,7 @@ public final class QuorumRules {
         if (!automaticFailoverAllowed(o)) {
             return Action.NO_AUTOMATIC_FAILOVER;
         }
-        if (o.principalUnseenMillis() < o.partnerTimeoutMillis()) {
+        if (o.principalUnseenMillis() < o.quietMillis()) {
             return Action.CUT_OFF_FROM_PRINCIPAL;
         }
         return Action.FAILOVER;

@@ -99,8 +99,33 @@ public final class FailureDetector implements AutoCloseable {
     public PartnerHealth health(String node) {
         Watch w = watch(node);
         ProbeResult last = w.last;
-        long silentMillis = (nanoTime.getAsLong() - w.lastAnswerNanos) / 1_000_000;
+        long silentMillis = silentMillis(node);
         return PartnerHealth.of(last != null && last.ok(), last != null && last.hardFailure(), silentMillis, partnerTimeoutMillis);
+    }
+
+    /**
+     * How long since the node last answered a probe.
+     *
+     * @param node the node
+     * @return milliseconds, by the detector's monotonic clock
+     */
+    public long silentMillis(String node) {
+        return (nanoTime.getAsLong() - watch(node).lastAnswerNanos) / 1_000_000;
+    }
+
+    /**
+     * Probes the node now, in the background, besides its schedule: for when a caller saw its
+     * link to the node break and the next heartbeat is up to an interval away.
+     *
+     * @param node the node
+     */
+    public void probeSoon(String node) {
+        Watch w = watch(node);
+        try {
+            scheduler.execute(() -> probe(w));
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // Shutting down.
+        }
     }
 
     /** The node's circuit breaker. */

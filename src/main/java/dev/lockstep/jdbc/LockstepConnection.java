@@ -22,15 +22,17 @@ public final class LockstepConnection implements InvocationHandler {
 
     private final Connection physical;
     private final TransactionCommitter committer;
+    private final Runnable onClose;
     private Connection self;
     private boolean autoCommit = true;
     private boolean likelyWrites;
     private boolean temporaryObjects;
     private boolean closed;
 
-    private LockstepConnection(Connection physical, TransactionCommitter committer) {
+    private LockstepConnection(Connection physical, TransactionCommitter committer, Runnable onClose) {
         this.physical = physical;
         this.committer = committer;
+        this.onClose = onClose;
     }
 
     /**
@@ -41,7 +43,19 @@ public final class LockstepConnection implements InvocationHandler {
      * @return the connection to hand to the application
      */
     public static Connection wrap(Connection physical, TransactionCommitter committer) {
-        LockstepConnection handler = new LockstepConnection(physical, committer);
+        return wrap(physical, committer, () -> { });
+    }
+
+    /**
+     * Wraps a physical principal connection.
+     *
+     * @param physical  a connection to the principal with autocommit off
+     * @param committer runs the commit protocol
+     * @param onClose   run once the application closed the connection and it went back to its pool
+     * @return the connection to hand to the application
+     */
+    public static Connection wrap(Connection physical, TransactionCommitter committer, Runnable onClose) {
+        LockstepConnection handler = new LockstepConnection(physical, committer, onClose);
         handler.self = (Connection) Proxy.newProxyInstance(LockstepConnection.class.getClassLoader(),
                 new Class<?>[] {Connection.class}, handler);
         return handler.self;
@@ -141,7 +155,11 @@ public final class LockstepConnection implements InvocationHandler {
                 }
             }
         } finally {
-            physical.close();
+            try {
+                physical.close();
+            } finally {
+                onClose.run();
+            }
         }
     }
 

@@ -70,6 +70,17 @@ class QuorumRulesTest {
     }
 
     @Test
+    void aRefusedPrincipalNeedsOnlyOneAndAHalfHeartbeatsOfQuietButSilenceNeedsThePartnerTimeout() {
+        assertThat(QuorumRules.quietMillis(true, 1_000, TIMEOUT)).isEqualTo(1_500);
+        assertThat(QuorumRules.quietMillis(false, 1_000, TIMEOUT)).isEqualTo(TIMEOUT);
+        // Never longer than the partner timeout, whatever the heartbeat.
+        assertThat(QuorumRules.quietMillis(true, 9_000, TIMEOUT)).isEqualTo(TIMEOUT);
+        Observation refused = new Observation(new PartnershipRecord("p", 3, "a", "b", MirroringState.SYNCHRONIZED,
+                OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER), FAILED, UP, UP, 1_500, QuorumRules.quietMillis(true, 1_000, TIMEOUT));
+        assertThat(QuorumRules.decide(refused)).isEqualTo(Action.FAILOVER);
+    }
+
+    @Test
     void noWitnessModeRunsExposedWhenTheMirrorIsLostAndNeverFailsOverByItself() {
         assertThat(QuorumRules.decide(see(OperatingMode.HIGH_SAFETY, MirroringState.SYNCHRONIZED, UP, FAILED, FAILED, 0)))
                 .isEqualTo(Action.RUN_EXPOSED);

@@ -90,7 +90,9 @@ class RoleChangesTest {
         assertThat(ExposedLease.holds(sent, sent + 4_999_000_000L, TIMEOUT)).isTrue();
         assertThat(ExposedLease.holds(sent, sent + 5_000_000_000L, TIMEOUT)).isFalse();
         assertThat(ExposedLease.durationMillis(TIMEOUT)).isLessThan(TIMEOUT);
-        assertThat(PartnerHealth.of(true, false, 99_999, TIMEOUT)).isEqualTo(UP);
+        assertThat(PartnerHealth.of(true, false, TIMEOUT - 1, TIMEOUT)).isEqualTo(UP);
+        // A probe hanging on a frozen node: the last finished one succeeded, but it is silent now.
+        assertThat(PartnerHealth.of(true, false, TIMEOUT, TIMEOUT)).isEqualTo(FAILED);
         assertThat(PartnerHealth.of(false, true, 0, TIMEOUT)).isEqualTo(FAILED);
         assertThat(PartnerHealth.of(false, false, TIMEOUT - 1, TIMEOUT)).isEqualTo(SUSPECT);
         assertThat(PartnerHealth.of(false, false, TIMEOUT, TIMEOUT)).isEqualTo(FAILED);
