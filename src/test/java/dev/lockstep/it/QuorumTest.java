@@ -17,6 +17,7 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.util.List;
+import java.util.Set;
 
 import static dev.lockstep.it.TwoNodes.value;
 import static org.assertj.core.api.Assertions.assertThat;
@@ -278,5 +279,142 @@ class QuorumTest extends OnTwoNodes {
         WitnessStore.Sighting s = witness.store().read(pair.partnership());
         assertThat(s.record().epoch()).isEqualTo(1);
         assertThat(s.record().principal()).isEqualTo("node-a");
+    }
+
+    @Test
+    void allConnected_lockstepAndRolesUnchanged() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("allconnected");
+        try (LockstepDataSource ds = start(pair)) {
+            for (int i = 1; i <= 20; i++) {
+                assertThat(write(ds, i)).isTrue();
+            }
+            await().atMost(Duration.ofSeconds(30)).until(() -> ds.partnership().status().automaticFailoverArmed());
+            PartnershipStatus status = ds.partnership().status();
+            assertThat(status.action()).isEqualTo(QuorumRules.Action.LOCKSTEP);
+            assertThat(status.state()).isEqualTo(MirroringState.SYNCHRONIZED);
+            assertThat(List.of(status.principalHealth(), status.mirrorHealth(), status.witnessHealth()))
+                    .containsOnly(PartnerHealth.UP);
+            assertThat(status.epoch()).isEqualTo(1);
+            assertThat(status.principal()).isEqualTo("node-a");
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(20L);
+            assertThat(TwoNodes.rows(m, "SELECT epoch, seq, gid FROM lockstep.journal ORDER BY 1, 2"))
+                    .isEqualTo(TwoNodes.rows(p, "SELECT epoch, seq, gid FROM lockstep.journal ORDER BY 1, 2"));
+        }
+        // No transition beyond the partnership's creation.
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::newState)
+                .containsExactly(MirroringState.SYNCHRONIZED);
+    }
+
+    /**
+     * The mirror is killed under load: the witness records it DISCONNECTED and the principal
+     * commits alone. Then the witness is killed too: the principal has no quorum and refuses
+     * writes (25006). Every acknowledged transaction is on the principal.
+     */
+    @Test
+    void mirrorKilledUnderLoad_exposed_thenWitnessKilled_writesRefusedAndNothingAcknowledgedLost() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("mirrorkilled");
+        Set<Long> acknowledged;
+        try (LockstepDataSource ds = LockstepDataSource.start(pair.config().witness(witness.config())
+                .partnerTimeout(Duration.ofSeconds(2)).heartbeatInterval(Duration.ofMillis(200)).build())) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            try (Writers writers = Writers.start(ds, 4)) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= 100);
+                nodes.b().kill();
+                try {
+                    await().atMost(Duration.ofSeconds(30)).until(() -> state(pair) == MirroringState.DISCONNECTED);
+                    int exposedFrom = writers.count();
+                    await().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= exposedFrom + 100);
+                    assertThat(ds.partnership().status().action()).isEqualTo(QuorumRules.Action.RUN_EXPOSED);
+                    witness.node().kill();
+                    try {
+                        await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(200)).untilAsserted(() ->
+                                assertThatThrownBy(() -> {
+                                    try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                                        st.executeUpdate("INSERT INTO t VALUES (-1)");
+                                    }
+                                }).hasMessageContaining("no quorum")
+                                        .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("25006")));
+                        // Refused for good: nothing more is acknowledged.
+                        int refusedAt = writers.count();
+                        await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5))
+                                .until(() -> writers.count() == refusedAt);
+                        writers.stop();
+                        acknowledged = writers.acknowledged();
+                    } finally {
+                        witness.node().restart();
+                    }
+                } finally {
+                    nodes.b().restart();
+                }
+            }
+        }
+        try (Connection p = pair.principal()) {
+            assertThat(Writers.ids(p)).containsAll(acknowledged);
+            assertThat(Writers.ids(p)).doesNotContain(-1L);
+        }
+        assertThat(witness.store().read(pair.partnership()).record().epoch()).isEqualTo(1);
+    }
+
+    /**
+     * Every coordinator that reaches the witness loses the principal (a cut link); one more
+     * coordinator still reaches the principal but not the witness. The mirror is promoted; the
+     * stale coordinator's commits through the old principal are refused by the new epoch; once
+     * healed, the old principal becomes mirror. The journals show one principal per epoch.
+     */
+    @Test
+    void allCoordinatorsCutOffFromALivePrincipal_failoverAndOnePrincipalPerEpoch() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("allcut");
+        LockstepConfig cut = pair.config().witness(witness.directConfig()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).coordinatorId("cut").build();
+        LockstepConfig stale = cut.toBuilder().coordinatorId("stale").witness(witness.config())
+                .principal(NodeConfig.of("node-a", nodes.a().directJdbcUrl(pair.dbA()), nodes.a().user(), nodes.a().password()))
+                .build();
+        Set<Long> acknowledged = new java.util.HashSet<>();
+        try (LockstepDataSource cutOff = LockstepDataSource.start(cut); LockstepDataSource staleDs = LockstepDataSource.start(stale)) {
+            assertThat(TwoNodes.acknowledged(cutOff, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            try (Writers viaCut = Writers.start(cutOff, 2, 1); Writers viaStale = Writers.start(staleDs, 2, 1_000_000)) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> viaCut.count() >= 50 && viaStale.count() >= 50);
+                witness.node().proxy().partition();
+                nodes.a().proxy().partition();
+                try {
+                    await().atMost(Duration.ofSeconds(30)).until(() -> witness.store().read(pair.partnership()).record().epoch() == 2);
+                    assertThat(witness.store().read(pair.partnership()).record().principal()).isEqualTo("node-b");
+                    int before = viaCut.count();
+                    await().atMost(Duration.ofSeconds(30)).until(() -> viaCut.count() >= before + 50);
+                    // The stale coordinator reaches the old principal, but its mirror now refuses epoch 1.
+                    int staleCount = viaStale.count();
+                    await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5)).until(() -> viaStale.count() == staleCount);
+                } finally {
+                    nodes.a().proxy().heal();
+                    witness.node().proxy().heal();
+                }
+                await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(250)).until(() -> {
+                    try (Connection a = pair.principal()) {
+                        return TwoNodes.rows(a, "SELECT role, epoch FROM lockstep.node_state").equals(List.of(List.of("mirror", 2L)));
+                    }
+                });
+                viaCut.stop();
+                viaStale.stop();
+                acknowledged.addAll(viaCut.acknowledged());
+                acknowledged.addAll(viaStale.acknowledged());
+            }
+        }
+        try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+            assertThat(Writers.ids(b)).containsAll(acknowledged);
+            assertThat(Writers.ids(b)).containsAll(Writers.ids(a));
+            await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.lockstepPrepared(a).isEmpty());
+            // One principal per epoch, across both journals.
+            java.util.Map<Object, java.util.Set<Object>> origins = new java.util.HashMap<>();
+            for (Connection c : List.of(a, b)) {
+                for (List<Object> row : TwoNodes.rows(c, "SELECT DISTINCT epoch, origin FROM lockstep.journal")) {
+                    origins.computeIfAbsent(row.get(0), e -> new java.util.HashSet<>()).add(row.get(1));
+                }
+            }
+            assertThat(origins).containsOnlyKeys(1L, 2L);
+            assertThat(origins.get(1L)).containsExactly("node-a");
+            assertThat(origins.get(2L)).containsExactly("node-b");
+        }
     }
 }

@@ -25,7 +25,8 @@ final class Witness implements AutoCloseable {
         PgNode node = PgNode.start("witness");
         String database = node.createDatabase("witness");
         PGSimpleDataSource source = new PGSimpleDataSource();
-        source.setUrl(node.jdbcUrl(database));
+        // The tests read the truth around the proxy, whose faults are meant for the coordinators.
+        source.setUrl(node.directJdbcUrl(database));
         source.setUser(node.user());
         source.setPassword(node.password());
         WitnessStore store = new WitnessStore(source, Duration.ofSeconds(2), "witness");
@@ -44,6 +45,11 @@ final class Witness implements AutoCloseable {
     /** The witness as a coordinator reaches it: through its proxy. */
     NodeConfig config() {
         return NodeConfig.of("witness", node.jdbcUrl(database), node.user(), node.password());
+    }
+
+    /** The witness reached around its proxy, for a coordinator that must keep it while others lose it. */
+    NodeConfig directConfig() {
+        return NodeConfig.of("witness", node.directJdbcUrl(database), node.user(), node.password());
     }
 
     @Override

@@ -24,7 +24,8 @@ final class Writers implements AutoCloseable {
     private final AtomicBoolean stop = new AtomicBoolean();
     private final ExecutorService threads;
 
-    private Writers(DataSource ds, int count) {
+    private Writers(DataSource ds, int count, long firstId) {
+        ids.set(firstId - 1);
         threads = Executors.newFixedThreadPool(count);
         for (int i = 0; i < count; i++) {
             threads.submit(() -> {
@@ -43,7 +44,12 @@ final class Writers implements AutoCloseable {
     }
 
     static Writers start(DataSource ds, int count) {
-        return new Writers(ds, count);
+        return new Writers(ds, count, 1);
+    }
+
+    /** Writers whose ids start at {@code firstId}, so that several sets can write one table. */
+    static Writers start(DataSource ds, int count, long firstId) {
+        return new Writers(ds, count, firstId);
     }
 
     int count() {
