@@ -13,7 +13,11 @@ CREATE TABLE lockstep.node_state (
     node_name   text        NOT NULL,
     role        text        NOT NULL CHECK (role IN ('principal', 'mirror')),
     epoch       bigint      NOT NULL CHECK (epoch > 0),
-    changed_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+    changed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- On a principal without a witness: whether its mirror holds everything (SYNCHRONIZED) or
+    -- fell behind while the principal committed alone. With a witness, the witness's record rules.
+    mirroring_state text    NOT NULL DEFAULT 'SYNCHRONIZED'
+                            CHECK (mirroring_state IN ('SYNCHRONIZED', 'SYNCHRONIZING', 'DISCONNECTED', 'SUSPENDED'))
 );
 
 -- Tables whose changes are mirrored, with what the mirror's apply needs to know about them.
@@ -177,6 +181,16 @@ BEGIN
             s.node_name, s.epoch, p_epoch USING ERRCODE = '22023';
     END IF;
     UPDATE lockstep.node_state SET role = p_role, epoch = p_epoch, changed_at = clock_timestamp();
+END $$;
+
+-- Without a witness, a principal records here that its mirror fell behind before it commits
+-- alone, so that every coordinator, including one started later, learns it. Only the principal
+-- of the given epoch records; the update takes no lock that transactions in flight hold.
+CREATE FUNCTION lockstep.record_mirroring_state(p_epoch bigint, p_state text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE lockstep.node_state SET mirroring_state = p_state WHERE role = 'principal' AND epoch = p_epoch;
+    RETURN FOUND;
 END $$;
 
 -- Capture, row level: one entry per run of rows of the same table and kind. An UPDATE entry

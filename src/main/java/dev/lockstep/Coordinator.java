@@ -6,6 +6,7 @@ import dev.lockstep.commit.CommitProtocol;
 import dev.lockstep.commit.InDoubtResolver;
 import dev.lockstep.commit.NodeChecks;
 import dev.lockstep.commit.NodeSchema;
+import dev.lockstep.commit.PrincipalState;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.NodeRole;
 import dev.lockstep.core.NodeView;
@@ -120,7 +121,7 @@ final class Coordinator implements AutoCloseable {
         this.incarnation = incarnation(config);
         this.witnessPool = witnessPool;
         this.witness = witness;
-        this.background = Executors.newScheduledThreadPool(witness == null ? 1 : 5,
+        this.background = Executors.newScheduledThreadPool(witness == null ? 4 : 5,
                 daemonThreads("lockstep-" + config.partnership()));
     }
 
@@ -157,6 +158,20 @@ final class Coordinator implements AutoCloseable {
         try {
             NodeView principal = prepareNode(config, principalNode, NodeRole.PRINCIPAL);
             NodeView mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
+            if (witness == null && PartnershipCheck.mirrorServesWithoutWitness(principal, mirror)) {
+                LOG.warn("lockstep: partnership {}: node {} serves as principal at epoch {} (forced service); node {} is its mirror",
+                        config.partnership(), mirror.node(), mirror.epoch(), principal.node());
+                NodeConfig swappedNode = principalNode;
+                principalNode = mirrorNode;
+                mirrorNode = swappedNode;
+                NodeView swappedView = principal;
+                principal = mirror;
+                mirror = swappedView;
+            }
+            if (witness == null && PartnershipCheck.isLeftBehindPrincipal(principal, mirror)) {
+                Failover.demoteReturning(config.partnership(), mirrorNode, principalNode, principal.epoch(), config.remoteCallTimeout());
+                mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
+            }
             List<String> problems = PartnershipCheck.problems(config.partnership(), principal, mirror);
             if (record != null && principal.epoch() != record.epoch()) {
                 problems = new java.util.ArrayList<>(problems);
@@ -172,9 +187,15 @@ final class Coordinator implements AutoCloseable {
             t.resolver.resolve();
             long interval = config.resolverInterval().toMillis();
             coordinator.background.scheduleWithFixedDelay(coordinator::resolveQuietly, interval, interval, TimeUnit.MILLISECONDS);
-            if (witness != null) {
-                coordinator.monitor = PartnershipMonitor.start(coordinator, witness, record, coordinator.background);
+            if (record == null) {
+                // Without a witness the principal's own record of its mirror stands in for the witness's.
+                try (Connection c = connectDirect(config, principalNode)) {
+                    c.setAutoCommit(false);
+                    record = new PartnershipRecord(config.partnership(), principal.epoch(), principalNode.name(),
+                            mirrorNode.name(), PrincipalState.read(c, config.remoteCallTimeout()), config.mode());
+                }
             }
+            coordinator.monitor = PartnershipMonitor.start(coordinator, witness, record, coordinator.background);
             LOG.info("lockstep: coordinator {} of partnership {} started at epoch {}: principal {}, mirror {}{}",
                     config.coordinatorId(), config.partnership(), principal.epoch(), principal.node(), mirror.node(),
                     witness != null ? ", witness " + config.witness().name() : "");
@@ -418,7 +439,7 @@ final class Coordinator implements AutoCloseable {
         PartnershipRecord r = m.record();
         PartnerHealth principal = m.health(t.principal.name());
         PartnerHealth mirror = m.health(t.mirror.name());
-        PartnerHealth witnessHealth = m.health(config.witness().name());
+        PartnerHealth witnessHealth = witness != null ? m.health(config.witness().name()) : null;
         boolean armed = dev.lockstep.core.QuorumRules.automaticFailoverAllowed(new dev.lockstep.core.QuorumRules.Observation(
                 r, principal, mirror, witnessHealth, 0, config.partnerTimeout().toMillis()));
         return new PartnershipStatus(config.partnership(), t.epoch, t.principal.name(), t.mirror.name(), r.state(), r.mode(),
@@ -441,11 +462,14 @@ final class Coordinator implements AutoCloseable {
     /** Forced service onto the mirror; this coordinator follows at once. */
     PartnershipRecord forceService(boolean allowDataLoss) throws SQLException {
         PartnershipMonitor m = monitor;
-        if (m == null) {
-            throw SqlStates.error(SqlStates.NOT_SUPPORTED, "lockstep: forced service of partnership " + config.partnership()
-                    + " needs a witness (set witness.url)", null);
-        }
         Topology t = topology.get();
+        if (witness == null) {
+            PartnershipRecord next = Failover.forceServiceWithoutWitness(m.record(), t.mirror, allowDataLoss,
+                    m.health(t.principal.name()), config.remoteCallTimeout());
+            adopt(next);
+            m.followWithoutWitness(next);
+            return next;
+        }
         PartnershipRecord next = Failover.forceService(witness, config.partnership(), t.mirror, allowDataLoss,
                 m.health(t.principal.name()), config.partnerTimeout(), config.remoteCallTimeout(), config.coordinatorId());
         adopt(next);

@@ -1,6 +1,7 @@
 package dev.lockstep;
 
 import dev.lockstep.commit.NodeRoleChange;
+import dev.lockstep.commit.PrincipalState;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipRecord;
@@ -124,6 +125,39 @@ public final class Failover {
     }
 
     /**
+     * Forced service without a witness (HIGH_SAFETY, SQL Server's FORCE_SERVICE_ALLOW_DATA_LOSS):
+     * the operator's consent and a principal this coordinator cannot reach are all there is to go
+     * on, so the operator must know the old principal is down. The mirror commits what it holds
+     * prepared, takes the next epoch as principal and records its mirroring SUSPENDED; the old
+     * principal, should it return, is demoted by the first coordinator that reaches both.
+     *
+     * @param current         the partnership as this coordinator knows it
+     * @param mirror          the mirror node
+     * @param allowDataLoss   the operator's explicit consent
+     * @param principalHealth the principal's health as this coordinator sees it
+     * @param callTimeout     deadline of each call to a node
+     * @return the new record
+     * @throws SQLException 55000 when refused (the message says why)
+     */
+    public static PartnershipRecord forceServiceWithoutWitness(PartnershipRecord current, NodeConfig mirror,
+                                                               boolean allowDataLoss, PartnerHealth principalHealth,
+                                                               Duration callTimeout) throws SQLException {
+        requireMirror(current, mirror);
+        RoleChanges.Result change = RoleChanges.forceService(current, allowDataLoss, principalHealth, PartnerHealth.FAILED,
+                Long.MAX_VALUE, Long.MAX_VALUE);
+        if (!change.allowed()) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: forced service refused: " + change.refusal(), null);
+        }
+        PartnershipRecord next = change.next();
+        try (Connection m = connect(mirror, callTimeout)) {
+            NodeRoleChange.promote(m, current.name(), mirror.name(), next.epoch(), callTimeout);
+            m.setAutoCommit(false);
+            PrincipalState.record(m, next.epoch(), next.state(), callTimeout);
+        }
+        return next;
+    }
+
+    /**
      * Completes a role change whose author stopped half-way (the witness record has stayed
      * PENDING_FAILOVER): the change was decided when the record entered that state, so it is
      * rolled forward. The old principal is demoted first when it can be reached (a planned
@@ -182,9 +216,26 @@ public final class Failover {
                     + " has principal " + current.principal() + " and mirror " + current.mirror() + ", not principal "
                     + principal.name() + " and mirror " + returning.name(), null);
         }
+        return demoteReturning(partnership, returning, principal, current.epoch(), callTimeout);
+    }
+
+    /**
+     * The node work of {@link #demoteReturningPrincipal}, for a caller that already knows the
+     * epoch and roles (without a witness: from the nodes themselves).
+     *
+     * @param partnership the partnership
+     * @param returning   the returning node
+     * @param principal   the principal at {@code epoch}
+     * @param epoch       the principal's epoch
+     * @param callTimeout deadline of each call to a node
+     * @return how many prepared transactions were committed and rolled back
+     * @throws SQLException when either node fails
+     */
+    public static int[] demoteReturning(String partnership, NodeConfig returning, NodeConfig principal, long epoch,
+                                        Duration callTimeout) throws SQLException {
         try (Connection back = connect(returning, callTimeout); Connection p = connect(principal, callTimeout)) {
-            int[] settled = NodeRoleChange.settleReturning(back, p, partnership, current.epoch());
-            NodeRoleChange.demote(back, returning.name(), current.epoch(), callTimeout);
+            int[] settled = NodeRoleChange.settleReturning(back, p, partnership, epoch);
+            NodeRoleChange.demote(back, returning.name(), epoch, callTimeout);
             return settled;
         }
     }

@@ -1,6 +1,7 @@
 package dev.lockstep;
 
 import dev.lockstep.commit.CommitProtocol;
+import dev.lockstep.commit.PrincipalState;
 import dev.lockstep.core.ExposedLease;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnerHealth;
@@ -58,12 +59,17 @@ final class PartnershipMonitor implements AutoCloseable {
     static PartnershipMonitor start(Coordinator coordinator, WitnessStore witness, PartnershipRecord record,
                                     ScheduledExecutorService scheduler) {
         LockstepConfig config = coordinator.config();
-        List<NodeProbe> probes = List.of(probe(config, config.principal()), probe(config, config.mirror()),
-                probe(config, config.witness()));
+        List<NodeProbe> probes = new java.util.ArrayList<>(List.of(probe(config, config.principal()), probe(config, config.mirror())));
+        if (witness != null) {
+            probes.add(probe(config, config.witness()));
+        }
         FailureDetector detector = new FailureDetector(probes, config.heartbeatInterval(), config.partnerTimeout(),
                 System::nanoTime, scheduler, (node, before, after) ->
                 LOG.info("lockstep: partnership {}: node {} is {} (was {})", config.partnership(), node, after, before));
         PartnershipMonitor monitor = new PartnershipMonitor(coordinator, witness, record, detector, scheduler);
+        if (witness == null) {
+            monitor.followRecordWithoutWitness(record.epoch());
+        }
         detector.start();
         long interval = config.heartbeatInterval().toMillis();
         monitor.ticks = scheduler.scheduleWithFixedDelay(monitor::tickQuietly, interval, interval, TimeUnit.MILLISECONDS);
@@ -83,7 +89,7 @@ final class PartnershipMonitor implements AutoCloseable {
         if (epoch != pathEpoch) {
             return CommitProtocol.Path.LOCKSTEP;
         }
-        if (p == CommitProtocol.Path.EXPOSED && (leaseEpoch != epoch
+        if (p == CommitProtocol.Path.EXPOSED && witness != null && (leaseEpoch != epoch
                 || !ExposedLease.holds(leaseSentNanos, System.nanoTime(), config.partnerTimeout().toMillis()))) {
             return CommitProtocol.Path.REFUSED;
         }
@@ -123,6 +129,10 @@ final class PartnershipMonitor implements AutoCloseable {
         Coordinator.Topology t = coordinator.topology();
         PartnerHealth principal = detector.health(t.principal.name());
         PartnerHealth mirror = detector.health(t.mirror.name());
+        if (witness == null) {
+            tickWithoutWitness(t, principal, mirror);
+            return;
+        }
         WitnessStore.Sighting seen = null;
         try {
             long sent = System.nanoTime();
@@ -213,6 +223,51 @@ final class PartnershipMonitor implements AutoCloseable {
         }
     }
 
+    /**
+     * Without a witness (HIGH_SAFETY): the principal's own record says whether its mirror is
+     * behind. A lost mirror is recorded there first, then the principal commits alone; nothing
+     * fails over by itself.
+     */
+    private void tickWithoutWitness(Coordinator.Topology t, PartnerHealth principal, PartnerHealth mirror) throws SQLException {
+        if (principal == PartnerHealth.UP) {
+            try (Connection c = t.principalPool.getConnection()) {
+                record = new PartnershipRecord(config.partnership(), t.epoch, t.principal.name(), t.mirror.name(),
+                        PrincipalState.read(c, config.remoteCallTimeout()), config.mode());
+            }
+        }
+        QuorumRules.Action action = QuorumRules.decide(new QuorumRules.Observation(record, principal, mirror,
+                PartnerHealth.FAILED, 0, config.partnerTimeout().toMillis()));
+        if (action != lastAction) {
+            LOG.info("lockstep: partnership {} at epoch {} (no witness): {}", config.partnership(), t.epoch, action);
+        }
+        lastAction = action;
+        if (action == QuorumRules.Action.RUN_EXPOSED && record.state() == MirroringState.SYNCHRONIZED) {
+            try (Connection c = t.principalPool.getConnection()) {
+                if (PrincipalState.record(c, t.epoch, MirroringState.DISCONNECTED, config.remoteCallTimeout())) {
+                    LOG.warn("lockstep: partnership {}: mirror {} lost; principal {} runs exposed (recorded on the principal)",
+                            config.partnership(), t.mirror.name(), t.principal.name());
+                    record = record.withState(MirroringState.DISCONNECTED);
+                }
+            }
+        }
+        if (record.state() != MirroringState.SYNCHRONIZED && mirror == PartnerHealth.UP) {
+            demoteIfReturned(t);
+        }
+        followRecordWithoutWitness(t.epoch);
+    }
+
+    /** Without a witness: this coordinator changed the roles itself (forced service) and follows at once. */
+    void followWithoutWitness(PartnershipRecord next) {
+        record = next;
+        followRecordWithoutWitness(next.epoch());
+    }
+
+    /** Without a witness the path follows the principal's record: in lockstep only while SYNCHRONIZED. */
+    private void followRecordWithoutWitness(long epoch) {
+        path = record.state() == MirroringState.SYNCHRONIZED ? CommitProtocol.Path.LOCKSTEP : CommitProtocol.Path.EXPOSED;
+        pathEpoch = epoch;
+    }
+
     /** A returning old principal is made a mirror of this epoch; it waits for catch-up there. */
     private void demoteIfReturned(Coordinator.Topology t) {
         try (Connection c = Failover.connect(t.mirror, config.remoteCallTimeout()); var st = c.createStatement()) {
@@ -226,8 +281,9 @@ final class PartnershipMonitor implements AutoCloseable {
             return;
         }
         try {
-            int[] settled = Failover.demoteReturningPrincipal(witness, config.partnership(), t.mirror, t.principal,
-                    config.remoteCallTimeout());
+            int[] settled = witness != null
+                    ? Failover.demoteReturningPrincipal(witness, config.partnership(), t.mirror, t.principal, config.remoteCallTimeout())
+                    : Failover.demoteReturning(config.partnership(), t.mirror, t.principal, t.epoch, config.remoteCallTimeout());
             LOG.warn("lockstep: partnership {}: node {} returned and became mirror at epoch {} ({} prepared transactions"
                     + " committed, {} rolled back); it needs catch-up", config.partnership(), t.mirror.name(), t.epoch,
                     settled[0], settled[1]);

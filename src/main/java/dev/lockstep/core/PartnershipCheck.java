@@ -44,6 +44,32 @@ public final class PartnershipCheck {
         return problems;
     }
 
+    /**
+     * Without a witness, the nodes themselves say who serves: the principal of the highest epoch.
+     * After a forced service the configured mirror may be that node; the configured principal,
+     * if it still says principal at a lower epoch, is a returning old principal to demote.
+     *
+     * @param configuredPrincipal the view of the node configured as principal
+     * @param configuredMirror    the view of the node configured as mirror
+     * @return true when the configured mirror serves as principal
+     */
+    public static boolean mirrorServesWithoutWitness(NodeView configuredPrincipal, NodeView configuredMirror) {
+        return configuredMirror.role() == NodeRole.PRINCIPAL
+                && (configuredPrincipal.role() != NodeRole.PRINCIPAL || configuredMirror.epoch() > configuredPrincipal.epoch());
+    }
+
+    /**
+     * Whether the node configured as mirror is an old principal left behind by a forced service:
+     * still principal, at a lower epoch than the serving principal.
+     *
+     * @param serving the serving principal's view
+     * @param other   the other node's view
+     * @return true when {@code other} must be demoted before the partnership starts
+     */
+    public static boolean isLeftBehindPrincipal(NodeView serving, NodeView other) {
+        return other.role() == NodeRole.PRINCIPAL && other.epoch() < serving.epoch();
+    }
+
     /** The epoch to commit in when the views are consistent. */
     public static Optional<Long> agreedEpoch(String partnership, NodeView principal, NodeView mirror) {
         return problems(partnership, principal, mirror).isEmpty() ? Optional.of(principal.epoch()) : Optional.empty();

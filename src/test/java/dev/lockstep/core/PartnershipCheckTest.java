@@ -30,4 +30,18 @@ class PartnershipCheckTest {
                 .hasSize(2).allMatch(s -> s.contains("belongs to partnership p, not q"));
         assertThat(PartnershipCheck.agreedEpoch("q", view("a", NodeRole.PRINCIPAL, 1), view("b", NodeRole.MIRROR, 1))).isEmpty();
     }
+
+    @Test
+    void withoutAWitnessThePrincipalOfTheHighestEpochServesAndAnOlderPrincipalIsLeftBehind() {
+        NodeView a1 = view("a", NodeRole.PRINCIPAL, 1);
+        NodeView b2 = view("b", NodeRole.PRINCIPAL, 2);
+        assertThat(PartnershipCheck.mirrorServesWithoutWitness(a1, b2)).isTrue();
+        assertThat(PartnershipCheck.isLeftBehindPrincipal(b2, a1)).isTrue();
+        // As configured, and after the old principal was demoted.
+        assertThat(PartnershipCheck.mirrorServesWithoutWitness(a1, view("b", NodeRole.MIRROR, 1))).isFalse();
+        assertThat(PartnershipCheck.mirrorServesWithoutWitness(view("a", NodeRole.MIRROR, 2), b2)).isTrue();
+        assertThat(PartnershipCheck.isLeftBehindPrincipal(b2, view("a", NodeRole.MIRROR, 2))).isFalse();
+        // Two principals of one epoch: nobody is chosen; the check refuses them.
+        assertThat(PartnershipCheck.mirrorServesWithoutWitness(a1, view("b", NodeRole.PRINCIPAL, 1))).isFalse();
+    }
 }

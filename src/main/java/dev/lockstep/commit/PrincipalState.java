@@ -1,0 +1,69 @@
+package dev.lockstep.commit;
+
+import dev.lockstep.core.MirroringState;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Duration;
+
+/**
+ * The mirroring state a principal keeps about its own mirror, for partnerships without a
+ * witness: recorded before the principal first commits alone, read by every coordinator.
+ */
+public final class PrincipalState {
+
+    private PrincipalState() {
+    }
+
+    /**
+     * Reads the state the principal recorded.
+     *
+     * @param principal a connection to the principal (autocommit off; rolled back afterwards)
+     * @param timeout   deadline of the call
+     * @return the state
+     * @throws SQLException when the node cannot be read
+     */
+    public static MirroringState read(Connection principal, Duration timeout) throws SQLException {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT mirroring_state FROM lockstep.node_state")) {
+            ps.setQueryTimeout(Nodes.seconds(timeout));
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    throw new SQLException("lockstep: node has no node state", "55000");
+                }
+                return MirroringState.valueOf(rs.getString(1));
+            }
+        } finally {
+            principal.rollback();
+        }
+    }
+
+    /**
+     * Records a new state, if the node is still principal at the epoch.
+     *
+     * @param principal a connection to the principal (autocommit off; committed)
+     * @param epoch     the epoch the caller acts in
+     * @param state     the new state
+     * @param timeout   deadline of the call
+     * @return false when the node is no longer principal at that epoch
+     * @throws SQLException when the node cannot be written
+     */
+    public static boolean record(Connection principal, long epoch, MirroringState state, Duration timeout) throws SQLException {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT lockstep.record_mirroring_state(?, ?)")) {
+            ps.setQueryTimeout(Nodes.seconds(timeout));
+            ps.setLong(1, epoch);
+            ps.setString(2, state.name());
+            boolean recorded;
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                recorded = rs.getBoolean(1);
+            }
+            principal.commit();
+            return recorded;
+        } catch (SQLException e) {
+            principal.rollback();
+            throw e;
+        }
+    }
+}
