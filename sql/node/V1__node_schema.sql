@@ -17,7 +17,9 @@ CREATE TABLE lockstep.node_state (
     -- On a principal without a witness: whether its mirror holds everything (SYNCHRONIZED) or
     -- fell behind while the principal committed alone. With a witness, the witness's record rules.
     mirroring_state text    NOT NULL DEFAULT 'SYNCHRONIZED'
-                            CHECK (mirroring_state IN ('SYNCHRONIZED', 'SYNCHRONIZING', 'DISCONNECTED', 'SUSPENDED'))
+                            CHECK (mirroring_state IN ('SYNCHRONIZED', 'SYNCHRONIZING', 'DISCONNECTED', 'SUSPENDED')),
+    -- Counts the changes of mirroring_state, so that a change decided on an old reading fails.
+    mirroring_change bigint NOT NULL DEFAULT 0
 );
 
 -- Tables whose changes are mirrored, with what the mirror's apply needs to know about them.
@@ -186,11 +188,38 @@ END $$;
 -- Without a witness, a principal records here that its mirror fell behind before it commits
 -- alone, so that every coordinator, including one started later, learns it. Only the principal
 -- of the given epoch records; the update takes no lock that transactions in flight hold.
-CREATE FUNCTION lockstep.record_mirroring_state(p_epoch bigint, p_state text) RETURNS boolean
+-- With p_expected_change, only if no other change came since the caller read mirroring_change.
+CREATE FUNCTION lockstep.record_mirroring_state(p_epoch bigint, p_state text, p_expected_change bigint DEFAULT NULL)
+RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE lockstep.node_state SET mirroring_state = p_state WHERE role = 'principal' AND epoch = p_epoch;
+    UPDATE lockstep.node_state SET mirroring_state = p_state, mirroring_change = mirroring_change + 1
+     WHERE role = 'principal' AND epoch = p_epoch
+       AND (p_expected_change IS NULL OR mirroring_change = p_expected_change);
     RETURN FOUND;
+END $$;
+
+-- The share lock makes a commit alone that races the catch-up's cut-over see the cut-over's
+-- state: the latest row version under READ COMMITTED, a serialization failure under REPEATABLE
+-- READ. A lockstep commit needs no lock: it conflicts, row by row, with any commit it must follow.
+CREATE FUNCTION lockstep.require_mirroring_path(p_gid text, p_alone boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+BEGIN
+    IF p_alone THEN
+        SELECT * INTO s FROM lockstep.node_state WHERE mirroring_state <> 'SYNCHRONIZED' FOR SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'lockstep: transaction % was rolled back: node % has its mirror SYNCHRONIZED again, so it no longer commits alone; retry it',
+                p_gid, (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '40001';
+        END IF;
+    ELSE
+        SELECT * INTO s FROM lockstep.node_state;
+        IF s.mirroring_state <> 'SYNCHRONIZED' THEN
+            RAISE EXCEPTION 'lockstep: transaction % was rolled back: node % records its mirror as % at epoch %, so it commits alone until the mirror has caught up; retry it',
+                p_gid, s.node_name, s.mirroring_state, s.epoch USING ERRCODE = '40001';
+        END IF;
+    END IF;
 END $$;
 
 -- Capture, row level: one entry per run of rows of the same table and kind. An UPDATE entry
@@ -614,8 +643,13 @@ END $$;
 -- Called on the principal at commit. Checks the fence, turns the transaction's change set into
 -- one journal record and returns that record; all NULL when nothing mirrored changed, so the
 -- transaction commits on the principal alone.
-CREATE FUNCTION lockstep.collect(p_gid text, OUT rec_epoch bigint, OUT rec_seq bigint, OUT rec_origin text,
-                                 OUT rec_committed_at text, OUT rec_changes text) RETURNS record
+-- p_alone: the coordinator commits on the principal alone (exposed); null when it will refuse any
+-- change anyway (no quorum) and only needs to know whether there is one. That is allowed only while
+-- the principal records its mirror as behind, and a lockstep commit only while it records it
+-- SYNCHRONIZED: a coordinator whose view is stale is refused with 40001 (retry) instead of
+-- leaving a transaction off a synchronized mirror, or putting one on a mirror that is behind.
+CREATE FUNCTION lockstep.collect(p_gid text, p_alone boolean DEFAULT false, OUT rec_epoch bigint, OUT rec_seq bigint,
+                                 OUT rec_origin text, OUT rec_committed_at text, OUT rec_changes text) RETURNS record
 LANGUAGE plpgsql AS $$
 DECLARE
     entries text;
@@ -623,6 +657,9 @@ DECLARE
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN;
+    END IF;
+    IF p_alone IS NOT NULL THEN
+        PERFORM lockstep.require_mirroring_path(p_gid, p_alone);
     END IF;
     -- Deferred triggers would otherwise run at PREPARE, after the drain, and their writes would
     -- reach the principal alone: run them now, with the guard lifted so it does not refuse.
@@ -725,18 +762,55 @@ CREATE FUNCTION lockstep.apply(p_epoch bigint, p_seq bigint, p_gid text, p_origi
 LANGUAGE plpgsql AS $$
 DECLARE
     s lockstep.node_state;
-    c jsonb := p_changes::jsonb;
-    entries jsonb := c->'e';
-    e jsonb;
 BEGIN
     SELECT * INTO s FROM lockstep.node_state;
     IF s.role <> 'mirror' OR s.epoch <> p_epoch THEN
         RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the journal record % is of epoch %',
             s.node_name, s.role, s.epoch, p_gid, p_epoch USING ERRCODE = '25006';
     END IF;
+    PERFORM lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
+END $$;
+
+-- Catch-up: applies a journal record the mirror lacks, of its epoch or an earlier one, outside
+-- the commit protocol (the mirror commits it directly).
+CREATE FUNCTION lockstep.replay(p_epoch bigint, p_seq bigint, p_gid text, p_origin text, p_committed_at timestamptz,
+                                p_changes text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+BEGIN
+    SELECT * INTO s FROM lockstep.node_state;
+    IF s.role <> 'mirror' OR s.epoch < p_epoch THEN
+        RAISE EXCEPTION 'lockstep: node % is % at epoch %; it cannot replay journal record % of epoch %',
+            s.node_name, s.role, s.epoch, p_gid, p_epoch USING ERRCODE = '25006';
+    END IF;
+    PERFORM lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
+END $$;
+
+-- Catch-up in bulk: one round trip for a run of records, applied in the order given.
+CREATE FUNCTION lockstep.replay_batch(p_epochs bigint[], p_seqs bigint[], p_gids text[], p_origins text[],
+                                      p_committed_at timestamptz[], p_changes text[]) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    n int := coalesce(array_length(p_epochs, 1), 0);
+BEGIN
+    FOR i IN 1 .. n LOOP
+        PERFORM lockstep.replay(p_epochs[i], p_seqs[i], p_gids[i], p_origins[i], p_committed_at[i], p_changes[i]);
+    END LOOP;
+    RETURN n;
+END $$;
+
+CREATE FUNCTION lockstep.apply_record(p_epoch bigint, p_seq bigint, p_gid text, p_origin text, p_committed_at timestamptz,
+                                      p_changes text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    c jsonb := p_changes::jsonb;
+    entries jsonb := c->'e';
+    e jsonb;
+BEGIN
     IF current_setting('session_replication_role') <> 'replica' THEN
-        RAISE EXCEPTION 'lockstep: apply on node % needs session_replication_role = replica', s.node_name
-            USING ERRCODE = '55000';
+        RAISE EXCEPTION 'lockstep: apply on node % needs session_replication_role = replica',
+            (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
     END IF;
     -- Indexed rather than FOR ... IN SELECT: no cursor per record.
     FOR i IN 0 .. coalesce(jsonb_array_length(entries), 0) - 1 LOOP

@@ -115,6 +115,11 @@ final class Coordinator implements AutoCloseable {
     private final WitnessStore witness;
     private final HikariDataSource witnessPool;
     private volatile PartnershipMonitor monitor;
+    /** Catch-up runs long: it gets its own thread, one run at a time. */
+    private final java.util.concurrent.ExecutorService catchUpThread;
+    private final java.util.concurrent.atomic.AtomicBoolean catchingUp = new java.util.concurrent.atomic.AtomicBoolean();
+    private volatile long nextCatchUpNanos = System.nanoTime();
+    private volatile CatchUpResult lastCatchUp;
 
     private Coordinator(LockstepConfig config, HikariDataSource witnessPool, WitnessStore witness) {
         this.config = config;
@@ -123,6 +128,7 @@ final class Coordinator implements AutoCloseable {
         this.witness = witness;
         this.background = Executors.newScheduledThreadPool(witness == null ? 4 : 5,
                 daemonThreads("lockstep-" + config.partnership()));
+        this.catchUpThread = Executors.newSingleThreadExecutor(daemonThreads("lockstep-" + config.partnership() + "-catch-up"));
     }
 
     /**
@@ -291,8 +297,25 @@ final class Coordinator implements AutoCloseable {
         }
     }
 
+    /**
+     * A connection for catch-up: every statement has a server-side deadline; to the mirror, with
+     * the session settings the appliers need.
+     */
+    Connection connectForCatchUp(NodeConfig node, boolean toMirror) throws SQLException {
+        Properties extra = toMirror ? mirrorProperties() : new Properties();
+        String deadline = "-c statement_timeout=" + config.remoteCallTimeout().toMillis() * 4;
+        extra.setProperty("options", (extra.getProperty("options", "") + " " + deadline).trim());
+        extra.setProperty("socketTimeout", Long.toString(config.remoteCallTimeout().toSeconds() * 4 + 5));
+        return connectDirect(config, node, extra);
+    }
+
     static Connection connectDirect(LockstepConfig config, NodeConfig node) throws SQLException {
+        return connectDirect(config, node, new Properties());
+    }
+
+    private static Connection connectDirect(LockstepConfig config, NodeConfig node, Properties extra) throws SQLException {
         Properties p = baseProperties(node, config);
+        p.putAll(extra);
         try {
             return DriverManager.getConnection(node.jdbcUrl(), p);
         } catch (SQLException e) {
@@ -408,6 +431,51 @@ final class Coordinator implements AutoCloseable {
         }
     }
 
+    /**
+     * Starts catching the mirror up in the background unless a run is under way or one failed
+     * less than a few heartbeats ago. The monitor calls it while the mirror is reachable and behind.
+     */
+    void catchUpSoon(PartnershipRecord current) {
+        if (System.nanoTime() - nextCatchUpNanos < 0 || !catchingUp.compareAndSet(false, true)) {
+            return;
+        }
+        Topology t = topology.get();
+        try {
+            catchUpThread.execute(() -> {
+                try {
+                    CatchUpResult r = new CatchUp(this, witness, this::caughtUp).run(t, current);
+                    if (r != null) {
+                        lastCatchUp = r;
+                        LOG.warn("lockstep: partnership {}: mirror {} caught up at epoch {}: {} journal records replayed in {}"
+                                + " passes; new commits were held {} ms at the cut-over", config.partnership(), t.mirror.name(),
+                                t.epoch, r.replayed(), r.passes(), String.format(java.util.Locale.ROOT, "%.1f", r.cutOverMillis()));
+                    }
+                } catch (SQLException | RuntimeException e) {
+                    nextCatchUpNanos = System.nanoTime() + config.heartbeatInterval().toNanos() * 5;
+                    LOG.warn("lockstep: partnership {}: catch-up of mirror {} failed; retrying later: {}", config.partnership(),
+                            t.mirror.name(), e.getMessage());
+                    LOG.debug("lockstep: catch-up failure", e);
+                } finally {
+                    catchingUp.set(false);
+                }
+            });
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            catchingUp.set(false);
+        }
+    }
+
+    private void caughtUp(PartnershipRecord record) {
+        PartnershipMonitor m = monitor;
+        if (m != null) {
+            m.caughtUp(record);
+        }
+    }
+
+    /** The last catch-up this coordinator completed, or null. */
+    CatchUpResult lastCatchUp() {
+        return lastCatchUp;
+    }
+
     private void resolveQuietly() {
         try {
             InDoubtResolver.Result r = topology.get().resolver.resolve();
@@ -491,6 +559,7 @@ final class Coordinator implements AutoCloseable {
             m.close();
         }
         background.shutdownNow();
+        catchUpThread.shutdownNow();
         try {
             // Let a resolution pass that is under way finish before its pools close.
             background.awaitTermination(config.remoteCallTimeout().toMillis() * 2, TimeUnit.MILLISECONDS);

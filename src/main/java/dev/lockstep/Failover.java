@@ -78,7 +78,7 @@ public final class Failover {
                     + witness.read(current.name()), null);
         }
         try (Connection c = connect(mirror, callTimeout)) {
-            NodeRoleChange.promote(c, current.name(), mirror.name(), next.epoch(), callTimeout);
+            takePrincipalRole(c, current.name(), mirror.name(), next, callTimeout);
         }
         witness.transition(pending, next, null, done, actor);
         return next;
@@ -150,9 +150,7 @@ public final class Failover {
         }
         PartnershipRecord next = change.next();
         try (Connection m = connect(mirror, callTimeout)) {
-            NodeRoleChange.promote(m, current.name(), mirror.name(), next.epoch(), callTimeout);
-            m.setAutoCommit(false);
-            PrincipalState.record(m, next.epoch(), next.state(), callTimeout);
+            takePrincipalRole(m, current.name(), mirror.name(), next, callTimeout);
         }
         return next;
     }
@@ -188,7 +186,7 @@ public final class Failover {
             // pending and the mirror's new epoch refuses its old coordinators.
         }
         try (Connection m = connect(mirror, callTimeout)) {
-            NodeRoleChange.promote(m, pending.name(), mirror.name(), next.epoch(), callTimeout);
+            takePrincipalRole(m, pending.name(), mirror.name(), next, callTimeout);
         }
         witness.transition(pending, next, null, "pending role change completed", actor);
         return next;
@@ -286,10 +284,25 @@ public final class Failover {
                 throw e;
             }
             NodeRoleChange.settleReturning(m, p, partnership, next.epoch());
-            NodeRoleChange.promote(m, partnership, mirror.name(), next.epoch(), callTimeout);
+            takePrincipalRole(m, partnership, mirror.name(), next, callTimeout);
         }
         witness.transition(pending, next, null, "planned failover: " + newPrincipal + " is principal", actor);
         return next;
+    }
+
+    /**
+     * The node becomes principal of the record's epoch and records the record's mirroring state,
+     * which says whether it may commit alone (anything but SYNCHRONIZED) or only in lockstep.
+     */
+    private static void takePrincipalRole(Connection c, String partnership, String node, PartnershipRecord next,
+                                          Duration callTimeout) throws SQLException {
+        NodeRoleChange.promote(c, partnership, node, next.epoch(), callTimeout);
+        c.setAutoCommit(false);
+        try {
+            PrincipalState.record(c, next.epoch(), next.state(), callTimeout);
+        } finally {
+            c.setAutoCommit(true);
+        }
     }
 
     /** A connection to a node whose connect and every read are bounded by the call timeout. */

@@ -68,12 +68,27 @@ public final class Partnership {
      * witness still sees it (its lease may be valid), or without explicit consent. Leaves the
      * partnership SUSPENDED.
      *
+     * <p>Without a witness (HIGH_SAFETY) this is the only failover, and nothing but this
+     * coordinator's view shows the principal is gone: the operator must know it is down. The old
+     * principal, should it return, is made mirror by the first coordinator that reaches both.
+     *
      * @param allowDataLoss must be true: the operator accepts losing what the mirror lacks
      * @return the new partnership record
-     * @throws SQLException 55000 when refused (the message says why); 0A000 without a witness
+     * @throws SQLException 55000 when refused (the message says why)
      */
     public PartnershipRecord forceService(boolean allowDataLoss) throws SQLException {
         return coordinator.forceService(allowDataLoss);
+    }
+
+    /**
+     * The last catch-up this coordinator ran: a mirror that was DISCONNECTED replayed what it
+     * lacked and the partnership became SYNCHRONIZED again. Another coordinator of the
+     * partnership may have run it instead.
+     *
+     * @return the catch-up, if this coordinator completed one
+     */
+    public java.util.Optional<CatchUpResult> lastCatchUp() {
+        return java.util.Optional.ofNullable(coordinator.lastCatchUp());
     }
 
     /**

@@ -44,6 +44,10 @@ final class PartnershipMonitor implements AutoCloseable {
     private volatile long leaseEpoch;
     private volatile long pathEpoch;
     private volatile QuorumRules.Action lastAction;
+    private int disagreements;
+    /** Guards record, path and pathEpoch against a tick deciding on a record that changed meanwhile. */
+    private final Object pathLock = new Object();
+    private long localChangeNanos = System.nanoTime();
     private ScheduledFuture<?> ticks;
 
     private PartnershipMonitor(Coordinator coordinator, WitnessStore witness, PartnershipRecord record, FailureDetector detector,
@@ -134,8 +138,8 @@ final class PartnershipMonitor implements AutoCloseable {
             return;
         }
         WitnessStore.Sighting seen = null;
+        long sent = System.nanoTime();
         try {
-            long sent = System.nanoTime();
             // "Reached" means answered within the last two heartbeats, not merely "not yet timed out":
             // the witness's count towards a promotion starts from the last true sighting.
             boolean reached = principal == PartnerHealth.UP
@@ -150,7 +154,13 @@ final class PartnershipMonitor implements AutoCloseable {
             LOG.debug("lockstep: partnership {}: witness unreachable: {}", config.partnership(), e.getMessage());
         }
         if (seen != null) {
-            record = seen.record();
+            synchronized (pathLock) {
+                if (sent - localChangeNanos < 0) {
+                    // This coordinator changed the record itself (a cut-over) after the beat was sent.
+                    return;
+                }
+                record = seen.record();
+            }
             if (record.epoch() > t.epoch) {
                 coordinator.adopt(record);
                 path = CommitProtocol.Path.LOCKSTEP;
@@ -171,7 +181,8 @@ final class PartnershipMonitor implements AutoCloseable {
         ProbeResult lastProbe = detector.lastProbe(t.principal.name());
         long quiet = QuorumRules.quietMillis(principal == PartnerHealth.FAILED && lastProbe != null && lastProbe.hardFailure(),
                 config.heartbeatInterval().toMillis(), config.partnerTimeout().toMillis());
-        QuorumRules.Action action = QuorumRules.decide(new QuorumRules.Observation(record, principal, mirror, witnessHealth,
+        PartnershipRecord basis = record;
+        QuorumRules.Action action = QuorumRules.decide(new QuorumRules.Observation(basis, principal, mirror, witnessHealth,
                 unseen, quiet));
         if (action == QuorumRules.Action.CUT_OFF_FROM_PRINCIPAL && quiet - unseen < config.heartbeatInterval().toMillis()) {
             // Act when the quiet period ends rather than up to a heartbeat later.
@@ -181,14 +192,19 @@ final class PartnershipMonitor implements AutoCloseable {
             LOG.info("lockstep: partnership {} at epoch {}: {}", config.partnership(), record.epoch(), action);
         }
         lastAction = action;
-        act(action, t, mirror, quiet);
+        act(action, t, mirror, quiet, principalState(t, principal), basis);
     }
 
-    private void act(QuorumRules.Action action, Coordinator.Topology t, PartnerHealth mirror, long quiet) throws SQLException {
-        pathEpoch = t.epoch;
+    /**
+     * Carries out the decision taken on {@code basis}. Transitions are compare-and-sets on it, and
+     * the path changes only while the record is still {@code basis}: a catch-up that finished
+     * meanwhile is not undone by a decision taken before it.
+     */
+    private void act(QuorumRules.Action action, Coordinator.Topology t, PartnerHealth mirror, long quiet,
+                     PrincipalState.Seen principalState, PartnershipRecord basis) throws SQLException {
         switch (action) {
             case FAILOVER -> {
-                path = CommitProtocol.Path.REFUSED;
+                follow(basis, CommitProtocol.Path.REFUSED, t.epoch);
                 long sent = System.nanoTime();
                 PartnershipRecord next = Failover.promoteMirror(witness, config.partnership(), t.mirror, PartnerHealth.FAILED,
                         Duration.ofMillis(quiet), config.remoteCallTimeout(), config.coordinatorId());
@@ -196,30 +212,141 @@ final class PartnershipMonitor implements AutoCloseable {
                 // is this coordinator's lease, so the new principal serves at once, exposed.
                 leaseSentNanos = sent;
                 leaseEpoch = next.epoch();
-                record = next;
-                path = next.state() == MirroringState.SYNCHRONIZED ? CommitProtocol.Path.LOCKSTEP : CommitProtocol.Path.EXPOSED;
-                pathEpoch = next.epoch();
+                synchronized (pathLock) {
+                    record = next;
+                    path = next.state() == MirroringState.SYNCHRONIZED ? CommitProtocol.Path.LOCKSTEP : CommitProtocol.Path.EXPOSED;
+                    pathEpoch = next.epoch();
+                }
                 coordinator.adopt(next);
             }
             case RUN_EXPOSED -> {
-                if (record.state() == MirroringState.SYNCHRONIZED
-                        || (record.state() == MirroringState.SYNCHRONIZING && mirror != PartnerHealth.UP)) {
+                if (basis.state() == MirroringState.SYNCHRONIZED
+                        || (basis.state() == MirroringState.SYNCHRONIZING && mirror != PartnerHealth.UP)) {
                     // Recorded first, so that no coordinator promotes a mirror that misses what follows.
-                    RoleChanges.Result lost = RoleChanges.mirrorLost(record);
-                    if (witness.transition(record, lost.next(), null, "mirror " + t.mirror.name() + " lost", config.coordinatorId())) {
-                        record = lost.next();
+                    RoleChanges.Result lost = RoleChanges.mirrorLost(basis);
+                    if (witness.transition(basis, lost.next(), null, "mirror " + t.mirror.name() + " lost", config.coordinatorId())) {
+                        replace(basis, lost.next());
                     }
-                    path = CommitProtocol.Path.LOCKSTEP;
+                    follow(basis, CommitProtocol.Path.LOCKSTEP, t.epoch);
                     return;
                 }
-                path = CommitProtocol.Path.EXPOSED;
-                if ((record.state() == MirroringState.DISCONNECTED || record.state() == MirroringState.SUSPENDED)
-                        && mirror == PartnerHealth.UP) {
-                    demoteIfReturned(t);
+                if (principalState != null && principalState.state() == MirroringState.SYNCHRONIZED) {
+                    // The principal commits alone only once it records its mirror as behind.
+                    recordBehindOnPrincipal(t, principalState);
                 }
+                follow(basis, CommitProtocol.Path.EXPOSED, t.epoch);
+                bringMirrorBack(t, mirror, basis);
             }
-            case STOP_WRITES -> path = CommitProtocol.Path.REFUSED;
-            default -> path = CommitProtocol.Path.LOCKSTEP;
+            case STOP_WRITES -> follow(basis, CommitProtocol.Path.REFUSED, t.epoch);
+            case LOCKSTEP -> {
+                follow(basis, CommitProtocol.Path.LOCKSTEP, t.epoch);
+                repairIfPrincipalDisagrees(t, principalState, basis);
+            }
+            default -> {
+                // Waiting out a silent partner, or the principal is unreachable: the path stays as
+                // it was (an exposed principal keeps committing alone under its lease).
+            }
+        }
+    }
+
+    /** Sets the path, unless the record moved on since the decision. */
+    private void follow(PartnershipRecord basis, CommitProtocol.Path next, long epoch) {
+        synchronized (pathLock) {
+            if (record == basis) {
+                path = next;
+                pathEpoch = epoch;
+            }
+        }
+    }
+
+    private void replace(PartnershipRecord basis, PartnershipRecord next) {
+        synchronized (pathLock) {
+            if (record == basis) {
+                record = next;
+            }
+        }
+    }
+
+    /** A reachable mirror that is behind: a returning old principal is demoted, then it catches up. */
+    private void bringMirrorBack(Coordinator.Topology t, PartnerHealth mirror, PartnershipRecord basis) {
+        if (mirror != PartnerHealth.UP) {
+            return;
+        }
+        if (basis.state() == MirroringState.DISCONNECTED || basis.state() == MirroringState.SUSPENDED) {
+            demoteIfReturned(t);
+        }
+        if (basis.state() == MirroringState.DISCONNECTED || basis.state() == MirroringState.SYNCHRONIZING) {
+            coordinator.catchUpSoon(basis);
+        }
+    }
+
+    /**
+     * The witness says SYNCHRONIZED but the principal records its mirror as behind: a cut-over
+     * died between its two records. Seen twice in a row, the witness is set back to DISCONNECTED
+     * and catch-up runs again.
+     */
+    private void repairIfPrincipalDisagrees(Coordinator.Topology t, PrincipalState.Seen principalState, PartnershipRecord basis)
+            throws SQLException {
+        if (principalState == null || principalState.state() == MirroringState.SYNCHRONIZED
+                || basis.state() != MirroringState.SYNCHRONIZED) {
+            disagreements = 0;
+            return;
+        }
+        if (++disagreements < 2) {
+            return;
+        }
+        RoleChanges.Result lost = RoleChanges.mirrorLost(basis);
+        if (witness.transition(basis, lost.next(), null, "principal " + t.principal.name() + " records its mirror "
+                + principalState.state(), config.coordinatorId())) {
+            replace(basis, lost.next());
+        }
+        disagreements = 0;
+    }
+
+    /** This coordinator's catch-up finished: it commits in lockstep from now on. */
+    void caughtUp(PartnershipRecord next) {
+        if (next.epoch() != coordinator.topology().epoch) {
+            return;
+        }
+        synchronized (pathLock) {
+            record = next;
+            path = CommitProtocol.Path.LOCKSTEP;
+            pathEpoch = next.epoch();
+            localChangeNanos = System.nanoTime();
+        }
+    }
+
+    /** The mirroring state the principal records, or null when it cannot be read now. */
+    private PrincipalState.Seen principalState(Coordinator.Topology t, PartnerHealth principal) {
+        if (principal != PartnerHealth.UP) {
+            return null;
+        }
+        try (Connection c = t.principalPool.getConnection()) {
+            return PrincipalState.readSeen(c, config.remoteCallTimeout());
+        } catch (SQLException e) {
+            return null;
+        }
+    }
+
+    /**
+     * The principal still records its mirror SYNCHRONIZED while the witness says it is not. The
+     * witness is read again after the principal: a cut-over records SYNCHRONIZED at the witness
+     * before the principal, so a fresh witness reading that says otherwise is not stale, and the
+     * principal's record changes only if nothing changed it since it was read.
+     */
+    private void recordBehindOnPrincipal(Coordinator.Topology t, PrincipalState.Seen seen) {
+        try {
+            PartnershipRecord now = witness.read(config.partnership()).record();
+            if (now.epoch() != t.epoch || now.state() == MirroringState.SYNCHRONIZED
+                    || now.state() == MirroringState.PENDING_FAILOVER) {
+                return;
+            }
+            try (Connection c = t.principalPool.getConnection()) {
+                PrincipalState.recordIf(c, t.epoch, now.state(), seen, config.remoteCallTimeout());
+            }
+        } catch (SQLException e) {
+            LOG.warn("lockstep: partnership {}: recording the mirror behind on principal {} failed: {}", config.partnership(),
+                    t.principal.name(), e.getMessage());
         }
     }
 
@@ -229,10 +356,18 @@ final class PartnershipMonitor implements AutoCloseable {
      * fails over by itself.
      */
     private void tickWithoutWitness(Coordinator.Topology t, PartnerHealth principal, PartnerHealth mirror) throws SQLException {
+        long started = System.nanoTime();
+        PrincipalState.Seen seen = null;
         if (principal == PartnerHealth.UP) {
             try (Connection c = t.principalPool.getConnection()) {
-                record = new PartnershipRecord(config.partnership(), t.epoch, t.principal.name(), t.mirror.name(),
-                        PrincipalState.read(c, config.remoteCallTimeout()), config.mode());
+                seen = PrincipalState.readSeen(c, config.remoteCallTimeout());
+                synchronized (pathLock) {
+                    if (started - localChangeNanos < 0) {
+                        return;
+                    }
+                    record = new PartnershipRecord(config.partnership(), t.epoch, t.principal.name(), t.mirror.name(),
+                            seen.state(), config.mode());
+                }
             }
         }
         QuorumRules.Action action = QuorumRules.decide(new QuorumRules.Observation(record, principal, mirror,
@@ -241,25 +376,32 @@ final class PartnershipMonitor implements AutoCloseable {
             LOG.info("lockstep: partnership {} at epoch {} (no witness): {}", config.partnership(), t.epoch, action);
         }
         lastAction = action;
-        if (action == QuorumRules.Action.RUN_EXPOSED && record.state() == MirroringState.SYNCHRONIZED) {
+        if (action == QuorumRules.Action.RUN_EXPOSED && record.state() == MirroringState.SYNCHRONIZED && seen != null) {
             try (Connection c = t.principalPool.getConnection()) {
-                if (PrincipalState.record(c, t.epoch, MirroringState.DISCONNECTED, config.remoteCallTimeout())) {
+                if (PrincipalState.recordIf(c, t.epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout())) {
                     LOG.warn("lockstep: partnership {}: mirror {} lost; principal {} runs exposed (recorded on the principal)",
                             config.partnership(), t.mirror.name(), t.principal.name());
                     record = record.withState(MirroringState.DISCONNECTED);
                 }
             }
         }
-        if (record.state() != MirroringState.SYNCHRONIZED && mirror == PartnerHealth.UP) {
-            demoteIfReturned(t);
+        if (action == QuorumRules.Action.RUN_EXPOSED) {
+            bringMirrorBack(t, mirror, record);
         }
-        followRecordWithoutWitness(t.epoch);
+        synchronized (pathLock) {
+            if (started - localChangeNanos >= 0) {
+                followRecordWithoutWitness(t.epoch);
+            }
+        }
     }
 
     /** Without a witness: this coordinator changed the roles itself (forced service) and follows at once. */
     void followWithoutWitness(PartnershipRecord next) {
-        record = next;
-        followRecordWithoutWitness(next.epoch());
+        synchronized (pathLock) {
+            record = next;
+            followRecordWithoutWitness(next.epoch());
+            localChangeNanos = System.nanoTime();
+        }
     }
 
     /** Without a witness the path follows the principal's record: in lockstep only while SYNCHRONIZED. */

@@ -168,7 +168,7 @@ public final class CommitProtocol implements TransactionCommitter {
     private void commitAlone(Connection principal, String gid, Path now) throws SQLException {
         JournalRecord record;
         try {
-            record = collect(principal, gid);
+            record = collect(principal, gid, now == Path.REFUSED ? null : Boolean.TRUE);
         } catch (SQLException e) {
             throw principalRefused(principal, gid, e);
         }
@@ -249,10 +249,11 @@ public final class CommitProtocol implements TransactionCommitter {
     }
 
     /** Turns the transaction's change set into its journal record; null when nothing mirrored changed. */
-    private JournalRecord collect(Connection principal, String gid) throws SQLException {
-        try (PreparedStatement ps = principal.prepareStatement("SELECT * FROM lockstep.collect(?)")) {
+    private JournalRecord collect(Connection principal, String gid, Boolean alone) throws SQLException {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT * FROM lockstep.collect(?, ?)")) {
             ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
             ps.setString(1, gid);
+            ps.setObject(2, alone, java.sql.Types.BOOLEAN);
             try (ResultSet rs = ps.executeQuery()) {
                 return JournalRecord.read(rs, gid);
             }
@@ -263,7 +264,7 @@ public final class CommitProtocol implements TransactionCommitter {
     private JournalRecord collectThenPrepare(Connection principal, String gid) throws SQLException {
         JournalRecord record;
         try {
-            record = collect(principal, gid);
+            record = collect(principal, gid, false);
             if (record == null) {
                 principal.commit();
                 return null;

@@ -20,6 +20,8 @@ import java.util.concurrent.atomic.AtomicLong;
 final class Writers implements AutoCloseable {
 
     private final Set<Long> acknowledged = ConcurrentHashMap.newKeySet();
+    private final AtomicLong failures = new AtomicLong();
+    private final java.util.Queue<String> failureMessages = new java.util.concurrent.ConcurrentLinkedQueue<>();
     private final AtomicLong ids = new AtomicLong();
     private final AtomicBoolean stop = new AtomicBoolean();
     private final ExecutorService threads;
@@ -36,6 +38,10 @@ final class Writers implements AutoCloseable {
                         acknowledged.add(id);
                     } catch (SQLException e) {
                         // Not acknowledged.
+                        failures.incrementAndGet();
+                        if (failureMessages.size() < 5) {
+                            failureMessages.add(e.getSQLState() + " " + e.getMessage());
+                        }
                     }
                 }
                 return null;
@@ -54,6 +60,16 @@ final class Writers implements AutoCloseable {
 
     int count() {
         return acknowledged.size();
+    }
+
+    /** The first few failures' SQLSTATEs and messages, for assertion messages. */
+    List<String> failureMessages() {
+        return List.copyOf(failureMessages);
+    }
+
+    /** How many inserts failed so far. */
+    long failures() {
+        return failures.get();
     }
 
     Set<Long> acknowledged() {

@@ -1,0 +1,14 @@
+package dev.lockstep;
+
+import dev.lockstep.core.PartnershipRecord;
+
+/**
+ * What one catch-up of a mirror did.
+ *
+ * @param replayed      journal records applied to the mirror
+ * @param passes        replay passes, the cut-over's included
+ * @param cutOverMillis how long new writers were held at the principal during the cut-over
+ * @param record        the partnership afterwards (SYNCHRONIZED)
+ */
+public record CatchUpResult(int replayed, int passes, double cutOverMillis, PartnershipRecord record) {
+}

@@ -1,0 +1,223 @@
+package dev.lockstep.it;
+
+import dev.lockstep.CatchUpResult;
+import dev.lockstep.LockstepConfig;
+import dev.lockstep.LockstepDataSource;
+import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.witness.WitnessStore;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import static dev.lockstep.it.TwoNodes.rows;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+/** The mirror comes back by itself: catch-up, cut-over and rejoin after failover, with a real witness. */
+class CatchUpTest extends OnTwoNodes {
+
+    private static Witness witness;
+
+    @BeforeAll
+    static void startWitness() throws SQLException {
+        witness = Witness.start();
+    }
+
+    @AfterAll
+    static void stopWitness() {
+        witness.close();
+    }
+
+    private static LockstepConfig config(TwoNodes.Pair pair) {
+        return pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).build();
+    }
+
+    private static PartnershipRecord record(TwoNodes.Pair pair) throws SQLException {
+        return witness.store().read(pair.partnership()).record();
+    }
+
+    /**
+     * Mirror killed under load; at least 5,000 transactions commit exposed; mirror restarted:
+     * SYNCHRONIZED again with no operator action, no commit refused, nodes identical.
+     */
+    @Test
+    void mirrorDownFor5000TransactionsComesBackSynchronizedByItself() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("catchup");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            // Two writers: on this 2-core machine catch-up replays about as fast as four write.
+            try (Writers writers = Writers.start(ds, 2)) {
+                await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= 200);
+                nodes.b().kill();
+                int atLoss;
+                try {
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> record(pair).state() == MirroringState.DISCONNECTED);
+                    atLoss = writers.count();
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(120)).until(() -> writers.count() >= atLoss + 5_000);
+                } finally {
+                    nodes.b().restart();
+                }
+                long failuresAtReturn = writers.failures();
+                int atReturn = writers.count();
+                await().ignoreExceptions().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(100))
+                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                // Commits went on throughout the catch-up, and none was refused.
+                assertThat(writers.count()).isGreaterThan(atReturn);
+                assertThat(writers.failures()).as("%s", writers.failureMessages()).isEqualTo(failuresAtReturn);
+                int synced = writers.count();
+                await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= synced + 200);
+                writers.stop();
+                assertThat(writers.failures()).as("%s", writers.failureMessages()).isEqualTo(failuresAtReturn);
+                CatchUpResult result = ds.partnership().lastCatchUp().orElseThrow();
+                System.out.printf("catch-up: %d records replayed in %d passes after %d transactions committed exposed;"
+                        + " cut-over held new commits %.1f ms%n", result.replayed(), result.passes(), atReturn - atLoss,
+                        result.cutOverMillis());
+                assertThat(result.replayed()).isGreaterThanOrEqualTo(5_000);
+                dev.lockstep.VerifyReport report = ds.partnership().verify();
+                assertThat(report.identical()).as("%s", report).isTrue();
+                try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                    assertThat(Writers.ids(m)).containsAll(writers.acknowledged());
+                    // Epoch 0 holds in-doubt resolution's bars, local to each node.
+                    List<List<Object>> onMirror = rows(m, "SELECT epoch, seq, gid FROM lockstep.journal WHERE epoch > 0 ORDER BY 1, 2");
+                    List<List<Object>> onPrincipal = rows(p, "SELECT epoch, seq, gid FROM lockstep.journal WHERE epoch > 0 ORDER BY 1, 2");
+                    assertThat(onMirror).as("journal records the mirror lacks")
+                            .containsAll(onPrincipal);
+                    assertThat(onPrincipal).as("journal records only the mirror holds").containsAll(onMirror);
+                }
+            }
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::newState)
+                .containsSubsequence(MirroringState.DISCONNECTED, MirroringState.SYNCHRONIZING, MirroringState.SYNCHRONIZED);
+    }
+
+    /**
+     * I6: conflicting updates on a few hot rows keep running while the mirror catches up, and a
+     * long transaction that began (and locked a hot row) before the replay read the journal
+     * commits after it. The mirror ends identical, every row at the principal's value.
+     */
+    @Test
+    void replayKeepsThePrincipalsOrderAndMissesNoLateCommit() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("replayorder");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE hot (id int PRIMARY KEY, v bigint NOT NULL, last text)");
+                st.execute("INSERT INTO hot SELECT g, 0, '' FROM generate_series(1, 5) g");
+            }
+            AtomicBoolean stop = new AtomicBoolean();
+            ExecutorService updaters = Executors.newFixedThreadPool(4);
+            try {
+                for (int w = 0; w < 4; w++) {
+                    String name = "w" + w;
+                    updaters.submit(() -> {
+                        long n = 0;
+                        while (!stop.get()) {
+                            int id = ThreadLocalRandom.current().nextInt(1, 6);
+                            TwoNodes.acknowledged(ds, "UPDATE hot SET v = v * 3 + " + (++n % 7) + ", last = '" + name + "-" + n
+                                    + "' WHERE id = " + id);
+                        }
+                        return null;
+                    });
+                }
+                nodes.b().kill();
+                Connection longTx = ds.getConnection();
+                try {
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> record(pair).state() == MirroringState.DISCONNECTED);
+                    await().pollDelay(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(3)).until(() -> true);
+                    // Begins before the replay reads the journal, holding hot row 1 and a new row.
+                    longTx.setAutoCommit(false);
+                    try (Statement st = longTx.createStatement()) {
+                        st.executeUpdate("UPDATE hot SET v = v + 1000000, last = 'long' WHERE id = 1");
+                        st.executeUpdate("INSERT INTO hot VALUES (6, 42, 'long')");
+                    }
+                } finally {
+                    nodes.b().restart();
+                }
+                await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(50))
+                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZING);
+                // The cut-over waits for it; it commits after the replay has read the journal.
+                await().pollDelay(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(2)).until(() -> true);
+                assertThat(record(pair).state()).isEqualTo(MirroringState.SYNCHRONIZING);
+                longTx.commit();
+                longTx.close();
+                await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                await().pollDelay(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(2)).until(() -> true);
+            } finally {
+                stop.set(true);
+                updaters.shutdown();
+                assertThat(updaters.awaitTermination(60, TimeUnit.SECONDS)).isTrue();
+            }
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            List<List<Object>> onPrincipal = rows(p, "SELECT id, v, last FROM hot ORDER BY id");
+            assertThat(onPrincipal).hasSize(6);
+            assertThat(rows(m, "SELECT id, v, last FROM hot ORDER BY id")).isEqualTo(onPrincipal);
+        }
+    }
+
+    /**
+     * Kill the principal: failover. Restart it: it rejoins as mirror, catches up, SYNCHRONIZED.
+     * Kill the new principal: automatic failover back. Nothing acknowledged is lost across both.
+     */
+    @Test
+    void oldPrincipalRejoinsCatchesUpAndFailoverWorksTheOtherWay() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("rejoin");
+        Set<Long> acknowledged = new HashSet<>();
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            try (Writers writers = Writers.start(ds, 2)) {
+                await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= 200);
+                nodes.a().kill();
+                try {
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> record(pair).epoch() == 2);
+                    int after = writers.count();
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= after + 300);
+                } finally {
+                    nodes.a().restart();
+                }
+                await().ignoreExceptions().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(100))
+                        .until(() -> record(pair).equals(new PartnershipRecord(pair.partnership(), 2, "node-b", "node-a",
+                                MirroringState.SYNCHRONIZED, record(pair).mode())));
+                int synced = writers.count();
+                await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= synced + 200);
+                nodes.b().kill();
+                try {
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> record(pair).epoch() == 3);
+                    assertThat(record(pair).principal()).isEqualTo("node-a");
+                    int back = writers.count();
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= back + 200);
+                } finally {
+                    nodes.b().restart();
+                }
+                await().ignoreExceptions().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(100))
+                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                writers.stop();
+                acknowledged.addAll(writers.acknowledged());
+            }
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+            assertThat(Writers.ids(a)).containsAll(acknowledged);
+            assertThat(Writers.ids(b)).containsAll(acknowledged);
+            assertThat(rows(a, "SELECT role, epoch, mirroring_state FROM lockstep.node_state"))
+                    .containsExactly(List.of("principal", 3L, "SYNCHRONIZED"));
+            assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 3L));
+        }
+    }
+}
