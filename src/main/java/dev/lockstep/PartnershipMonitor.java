@@ -316,12 +316,27 @@ final class PartnershipMonitor implements AutoCloseable {
         }
     }
 
+    /**
+     * A pooled principal connection whose every read has the call deadline: the monitor reads the
+     * principal each heartbeat, and a frozen principal must not hold the heartbeat.
+     */
+    private Connection principalConnection(Coordinator.Topology t) throws SQLException {
+        Connection c = t.principalPool.getConnection();
+        try {
+            c.setNetworkTimeout(Runnable::run, (int) config.remoteCallTimeout().toMillis());
+            return c;
+        } catch (SQLException e) {
+            c.close();
+            throw e;
+        }
+    }
+
     /** The mirroring state the principal records, or null when it cannot be read now. */
     private PrincipalState.Seen principalState(Coordinator.Topology t, PartnerHealth principal) {
-        if (principal != PartnerHealth.UP) {
+        if (principal != PartnerHealth.UP || detector.silentMillis(t.principal.name()) >= 2 * config.heartbeatInterval().toMillis()) {
             return null;
         }
-        try (Connection c = t.principalPool.getConnection()) {
+        try (Connection c = principalConnection(t)) {
             return PrincipalState.readSeen(c, config.remoteCallTimeout());
         } catch (SQLException e) {
             return null;
@@ -341,7 +356,7 @@ final class PartnershipMonitor implements AutoCloseable {
                     || now.state() == MirroringState.PENDING_FAILOVER) {
                 return;
             }
-            try (Connection c = t.principalPool.getConnection()) {
+            try (Connection c = principalConnection(t)) {
                 PrincipalState.recordIf(c, t.epoch, now.state(), seen, config.remoteCallTimeout());
             }
         } catch (SQLException e) {
@@ -359,7 +374,7 @@ final class PartnershipMonitor implements AutoCloseable {
         long started = System.nanoTime();
         PrincipalState.Seen seen = null;
         if (principal == PartnerHealth.UP) {
-            try (Connection c = t.principalPool.getConnection()) {
+            try (Connection c = principalConnection(t)) {
                 seen = PrincipalState.readSeen(c, config.remoteCallTimeout());
                 synchronized (pathLock) {
                     if (started - localChangeNanos < 0) {
@@ -377,7 +392,7 @@ final class PartnershipMonitor implements AutoCloseable {
         }
         lastAction = action;
         if (action == QuorumRules.Action.RUN_EXPOSED && record.state() == MirroringState.SYNCHRONIZED && seen != null) {
-            try (Connection c = t.principalPool.getConnection()) {
+            try (Connection c = principalConnection(t)) {
                 if (PrincipalState.recordIf(c, t.epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout())) {
                     LOG.warn("lockstep: partnership {}: mirror {} lost; principal {} runs exposed (recorded on the principal)",
                             config.partnership(), t.mirror.name(), t.principal.name());
