@@ -13,6 +13,7 @@ import dev.lockstep.core.NodeView;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipCheck;
 import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.core.RoleChanges;
 import dev.lockstep.jdbc.LockstepConnection;
 import dev.lockstep.jdbc.SqlStates;
 import dev.lockstep.witness.WitnessStore;
@@ -524,6 +525,58 @@ final class Coordinator implements AutoCloseable {
         PartnershipRecord next = Failover.planned(witness, config.partnership(), newPrincipal, t.principal, t.mirror,
                 config.remoteCallTimeout(), config.coordinatorId());
         adopt(next);
+        return next;
+    }
+
+    /**
+     * Suspends mirroring (SQL Server's SET PARTNER SUSPEND): recorded at the witness (if any),
+     * then on the principal, which from then on commits alone and keeps its journal; no catch-up
+     * runs until {@link #resume()}. Recorded on the witness and the node, it survives restarts.
+     */
+    PartnershipRecord suspend() throws SQLException {
+        PartnershipRecord current = current();
+        return changeMirroring(current, RoleChanges.suspend(current), "mirroring suspended");
+    }
+
+    /** Resumes mirroring: the partnership goes SYNCHRONIZING and the mirror catches up by itself. */
+    PartnershipRecord resume() throws SQLException {
+        PartnershipRecord current = current();
+        return changeMirroring(current, RoleChanges.resume(current), "mirroring resumed");
+    }
+
+    private PartnershipRecord current() throws SQLException {
+        Topology t = topology.get();
+        if (witness != null) {
+            return witness.read(config.partnership()).record();
+        }
+        try (Connection c = connectDirect(config, t.principal)) {
+            c.setAutoCommit(false);
+            return new PartnershipRecord(config.partnership(), t.epoch, t.principal.name(), t.mirror.name(),
+                    PrincipalState.read(c, config.remoteCallTimeout()), config.mode());
+        }
+    }
+
+    private PartnershipRecord changeMirroring(PartnershipRecord current, RoleChanges.Result change, String why)
+            throws SQLException {
+        if (!change.allowed()) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership() + ": "
+                    + change.refusal(), null);
+        }
+        Topology t = topology.get();
+        PartnershipRecord next = change.next();
+        if (next.epoch() != t.epoch) {
+            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + config.partnership()
+                    + " is at epoch " + next.epoch() + " but this coordinator at " + t.epoch + "; retry", null);
+        }
+        if (witness != null && !witness.transition(current, next, null, why, config.coordinatorId())) {
+            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + config.partnership()
+                    + " changed at the witness meanwhile; retry", null);
+        }
+        try (Connection c = connectDirect(config, t.principal)) {
+            c.setAutoCommit(false);
+            PrincipalState.record(c, t.epoch, next.state(), config.remoteCallTimeout());
+        }
+        LOG.warn("lockstep: partnership {}: {}: now {}", config.partnership(), why, next.state());
         return next;
     }
 

@@ -81,6 +81,32 @@ public final class Partnership {
     }
 
     /**
+     * Suspends mirroring (SQL Server's {@code SET PARTNER SUSPEND}): the principal commits alone
+     * and its journal keeps everything for the mirror; nothing catches the mirror up until
+     * {@link #resume()}. The state is recorded at the witness and on the principal, so it
+     * survives restarts of nodes and coordinators. Automatic failover is disarmed meanwhile.
+     *
+     * @return the new partnership record (SUSPENDED)
+     * @throws SQLException 55000 when the partnership is already SUSPENDED or a role change is
+     *                      under way; 40001 when it changed meanwhile (retry)
+     */
+    public PartnershipRecord suspend() throws SQLException {
+        return coordinator.suspend();
+    }
+
+    /**
+     * Resumes mirroring (SQL Server's {@code SET PARTNER RESUME}): the partnership goes
+     * SYNCHRONIZING and the mirror catches up from its position, then SYNCHRONIZED.
+     *
+     * @return the new partnership record (SYNCHRONIZING)
+     * @throws SQLException 55000 unless the partnership is SUSPENDED or DISCONNECTED; 40001 when it
+     *                      changed meanwhile (retry)
+     */
+    public PartnershipRecord resume() throws SQLException {
+        return coordinator.resume();
+    }
+
+    /**
      * The last catch-up this coordinator ran: a mirror that was DISCONNECTED replayed what it
      * lacked and the partnership became SYNCHRONIZED again. Another coordinator of the
      * partnership may have run it instead.

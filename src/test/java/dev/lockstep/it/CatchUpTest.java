@@ -220,4 +220,37 @@ class CatchUpTest extends OnTwoNodes {
             assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 3L));
         }
     }
+
+    /** SET PARTNER SUSPEND / RESUME: suspended survives a coordinator restart; resume catches up. */
+    @Test
+    void suspendSurvivesACoordinatorRestartAndResumeReturnsToSynchronized() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("suspend");
+        LockstepConfig config = config(pair);
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (1)")).isTrue();
+            assertThat(ds.partnership().suspend().state()).isEqualTo(MirroringState.SUSPENDED);
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> ds.partnership().suspend())
+                    .isInstanceOf(SQLException.class).hasMessageContaining("SUSPENDED");
+            await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (2)"));
+        }
+        try (LockstepDataSource restarted = LockstepDataSource.start(config)) {
+            // Exposed again once its first heartbeat has renewed the lease at the witness.
+            await().atMost(Duration.ofSeconds(30))
+                    .until(() -> TwoNodes.acknowledged(restarted, "INSERT INTO t VALUES (3) ON CONFLICT DO NOTHING"));
+            // Still suspended after the restart, with both partners up: the mirror stays behind.
+            await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5))
+                    .until(() -> record(pair).state() == MirroringState.SUSPENDED);
+            try (Connection m = pair.mirror()) {
+                assertThat(Writers.ids(m)).containsExactly(1L);
+            }
+            assertThat(restarted.partnership().resume().state()).isEqualTo(MirroringState.SYNCHRONIZING);
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+            assertThat(TwoNodes.acknowledged(restarted, "INSERT INTO t VALUES (4)")).isTrue();
+            assertThat(restarted.partnership().verify().identical()).isTrue();
+        }
+        try (Connection m = pair.mirror()) {
+            assertThat(Writers.ids(m)).containsExactlyInAnyOrder(1L, 2L, 3L, 4L);
+        }
+    }
 }
