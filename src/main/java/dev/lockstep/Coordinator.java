@@ -364,7 +364,8 @@ final class Coordinator implements AutoCloseable {
         h.setMaximumPoolSize(size);
         h.setMinimumIdle(Math.min(2, size));
         h.setConnectionTimeout(waitMillis);
-        h.setValidationTimeout(Math.max(250, Math.min(config.connectTimeout().toMillis(), 5000)));
+        // Validating an idle connection to a frozen node waits this long, whoever asked for it.
+        h.setValidationTimeout(Math.max(250, Math.min(waitMillis, Math.min(config.connectTimeout().toMillis(), 5000))));
         h.setInitializationFailTimeout(-1);
         h.setExceptionOverrideClassName(KeepConnectionOnStatementError.class.getName());
         Properties p = baseProperties(node, config);

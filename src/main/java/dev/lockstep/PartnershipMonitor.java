@@ -317,13 +317,14 @@ final class PartnershipMonitor implements AutoCloseable {
     }
 
     /**
-     * A pooled principal connection whose every read has the call deadline: the monitor reads the
-     * principal each heartbeat, and a frozen principal must not hold the heartbeat.
+     * A pooled principal connection whose every read must answer within a heartbeat: the monitor
+     * reads the principal each heartbeat, and a frozen principal must not hold the heartbeat.
      */
     private Connection principalConnection(Coordinator.Topology t) throws SQLException {
         Connection c = t.principalPool.getConnection();
         try {
-            c.setNetworkTimeout(Runnable::run, (int) config.remoteCallTimeout().toMillis());
+            c.setNetworkTimeout(Runnable::run, (int) Math.max(100, Math.min(config.heartbeatInterval().toMillis(),
+                    config.remoteCallTimeout().toMillis())));
             return c;
         } catch (SQLException e) {
             c.close();
