@@ -288,7 +288,9 @@ class QuorumTest extends OnTwoNodes {
             for (int i = 1; i <= 20; i++) {
                 assertThat(write(ds, i)).isTrue();
             }
-            await().atMost(Duration.ofSeconds(30)).until(() -> ds.partnership().status().automaticFailoverArmed());
+            // Armed once every node answered its first probe and the monitor has decided once.
+            await().atMost(Duration.ofSeconds(30)).until(() -> ds.partnership().status().automaticFailoverArmed()
+                    && ds.partnership().status().action() != null);
             PartnershipStatus status = ds.partnership().status();
             assertThat(status.action()).isEqualTo(QuorumRules.Action.LOCKSTEP);
             assertThat(status.state()).isEqualTo(MirroringState.SYNCHRONIZED);
