@@ -75,6 +75,7 @@ final class CatchUp {
             }
             JournalReplay replay = new JournalReplay(p, m, config.remoteCallTimeout());
             replay.settleStart(t.epoch, CUT_OVER_LOCK_WAIT);
+            long started = System.nanoTime();
             int passes = 0;
             int replayed = 0;
             for (int attempt = 1; ; attempt++) {
@@ -87,7 +88,7 @@ final class CatchUp {
                 replayed += replay.replay(missing);
                 passes++;
                 try {
-                    return cutOver(p, replay, t, synchronizing, replayed, passes);
+                    return cutOver(p, replay, t, synchronizing, replayed, passes, started);
                 } catch (SQLException e) {
                     if (!LOCK_NOT_AVAILABLE.equals(e.getSQLState()) || attempt >= CUT_OVER_ATTEMPTS) {
                         throw e;
@@ -133,7 +134,7 @@ final class CatchUp {
      * @throws SQLException 55P03 when the principal was busy: nothing changed
      */
     private CatchUpResult cutOver(Connection p, JournalReplay replay, Coordinator.Topology t, PartnershipRecord synchronizing,
-                                  int replayed, int passes) throws SQLException {
+                                  int replayed, int passes, long started) throws SQLException {
         LockstepConfig config = coordinator.config();
         RoleChanges.Result caughtUp = RoleChanges.caughtUp(synchronizing);
         if (!caughtUp.allowed()) {
@@ -159,7 +160,8 @@ final class CatchUp {
             }
             beforeRelease.accept(caughtUp.next());
             replay.finishCutOver();
-            return new CatchUpResult(replayed + last, passes + 1, (System.nanoTime() - start) / 1e6, caughtUp.next());
+            long end = System.nanoTime();
+            return new CatchUpResult(replayed + last, passes + 1, (end - start) / 1e6, (end - started) / 1e6, caughtUp.next());
         } catch (SQLException | RuntimeException e) {
             try {
                 replay.abandonCutOver();

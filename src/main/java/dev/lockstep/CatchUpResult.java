@@ -8,7 +8,8 @@ import dev.lockstep.core.PartnershipRecord;
  * @param replayed      journal records applied to the mirror
  * @param passes        replay passes, the cut-over's included
  * @param cutOverMillis how long new writers were held at the principal during the cut-over
+ * @param replayMillis  how long the replay took, from the first pass to the end of the cut-over
  * @param record        the partnership afterwards (SYNCHRONIZED)
  */
-public record CatchUpResult(int replayed, int passes, double cutOverMillis, PartnershipRecord record) {
+public record CatchUpResult(int replayed, int passes, double cutOverMillis, double replayMillis, PartnershipRecord record) {
 }
