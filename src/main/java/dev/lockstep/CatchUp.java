@@ -33,6 +33,8 @@ final class CatchUp {
     private final Coordinator coordinator;
     private final WitnessStore witness;
     private final java.util.function.Consumer<PartnershipRecord> beforeRelease;
+    /** The principal's mirroring change count the cut-over expects; see {@link #begin}. */
+    private long expectedChange;
 
     /**
      * @param coordinator   whose configuration and connections to use
@@ -98,18 +100,27 @@ final class CatchUp {
         }
     }
 
-    /** Moves the partnership to SYNCHRONIZING (a compare-and-set: one coordinator wins). */
+    /**
+     * Moves the partnership to SYNCHRONIZING (a compare-and-set: one coordinator wins) and notes
+     * the principal's change count, which the cut-over requires unchanged: a suspend, or another
+     * catch-up, that came in between makes it give up rather than overwrite.
+     */
     private PartnershipRecord begin(Connection p, Coordinator.Topology t, PartnershipRecord current) throws SQLException {
-        if (witness == null) {
-            p.setAutoCommit(false);
-            try {
-                if (!PrincipalState.record(p, t.epoch, MirroringState.SYNCHRONIZING, coordinator.config().remoteCallTimeout())) {
+        java.time.Duration timeout = coordinator.config().remoteCallTimeout();
+        p.setAutoCommit(false);
+        try {
+            PrincipalState.Seen seenOnPrincipal = PrincipalState.readSeen(p, timeout);
+            if (witness == null) {
+                if ((seenOnPrincipal.state() != MirroringState.DISCONNECTED && seenOnPrincipal.state() != MirroringState.SYNCHRONIZING)
+                        || !PrincipalState.recordIf(p, t.epoch, MirroringState.SYNCHRONIZING, seenOnPrincipal, timeout)) {
                     return null;
                 }
-            } finally {
-                p.setAutoCommit(true);
+                expectedChange = seenOnPrincipal.change() + 1;
+                return current.withState(MirroringState.SYNCHRONIZING);
             }
-            return current.withState(MirroringState.SYNCHRONIZING);
+            expectedChange = seenOnPrincipal.change();
+        } finally {
+            p.setAutoCommit(true);
         }
         PartnershipRecord seen = witness.read(current.name()).record();
         if (seen.epoch() != t.epoch) {
@@ -149,9 +160,10 @@ final class CatchUp {
         replay.beginCutOver(CUT_OVER_LOCK_WAIT);
         try {
             int last = replay.replay(replay.missingSinceStart());
-            if (!replay.markSynchronized(t.epoch)) {
-                throw SqlStates.error(SqlStates.FENCED, "lockstep: node " + t.principal.name()
-                        + " is no longer principal at epoch " + t.epoch + "; catch-up abandoned", null);
+            if (!replay.markSynchronized(t.epoch, expectedChange)) {
+                throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: node " + t.principal.name()
+                        + " is no longer principal at epoch " + t.epoch + ", or its mirroring state changed during the"
+                        + " catch-up (suspended, say); catch-up abandoned", null);
             }
             if (witness != null && !witness.transition(synchronizing, caughtUp.next(), null,
                     "mirror " + t.mirror.name() + " caught up", config.coordinatorId())) {

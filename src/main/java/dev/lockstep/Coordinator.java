@@ -575,7 +575,15 @@ final class Coordinator implements AutoCloseable {
         }
         try (Connection c = connectDirect(config, t.principal)) {
             c.setAutoCommit(false);
-            PrincipalState.record(c, t.epoch, next.state(), config.remoteCallTimeout());
+            PrincipalState.Seen seen = PrincipalState.readSeen(c, config.remoteCallTimeout());
+            // Without a witness the principal's record is the only one: a change decided on a
+            // reading another change has overtaken is refused.
+            boolean expected = witness != null || seen.state() == current.state();
+            if (!expected || !PrincipalState.recordIf(c, t.epoch, next.state(), seen, config.remoteCallTimeout())) {
+                throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + config.partnership()
+                        + ": principal " + t.principal.name() + " changed its mirroring state meanwhile (now "
+                        + seen.state() + "); retry", null);
+            }
         }
         LOG.warn("lockstep: partnership {}: {}: now {}", config.partnership(), why, next.state());
         return next;

@@ -269,11 +269,15 @@ public final class JournalReplay {
      * Records the mirror SYNCHRONIZED on the principal, inside the cut-over transaction; it takes
      * effect with {@link #finishCutOver}.
      *
-     * @return false when the principal is no longer principal at the epoch
+     * @param epoch          the principal's epoch
+     * @param expectedChange the principal's mirroring change count when the catch-up began
+     * @return false when the principal is no longer principal at the epoch, or its mirroring
+     *         state changed since the catch-up began
      */
-    public boolean markSynchronized(long epoch) throws SQLException {
-        try (PreparedStatement ps = principal.prepareStatement("SELECT lockstep.record_mirroring_state(?, 'SYNCHRONIZED')")) {
+    public boolean markSynchronized(long epoch, long expectedChange) throws SQLException {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT lockstep.record_mirroring_state(?, 'SYNCHRONIZED', ?)")) {
             ps.setLong(1, epoch);
+            ps.setLong(2, expectedChange);
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
                 return rs.getBoolean(1);
