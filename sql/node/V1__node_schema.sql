@@ -658,7 +658,7 @@ BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN;
     END IF;
-    IF p_alone IS NOT NULL THEN
+    IF p_alone THEN
         PERFORM lockstep.require_mirroring_path(p_gid, p_alone);
     END IF;
     -- Deferred triggers would otherwise run at PREPARE, after the drain, and their writes would
@@ -696,10 +696,15 @@ BEGIN
            ('{"e":[' || substr(entries, 2) || '],"s":' || coalesce(seqs, '{}') || '}')::json
       FROM lockstep.node_state s
      WHERE s.role = 'principal' AND s.epoch = nullif(current_setting('lockstep.epoch', true), '')::bigint
+       -- The lockstep path's check rides on the insert: no extra read on the hot path.
+       AND (p_alone IS NOT FALSE OR s.mirroring_state = 'SYNCHRONIZED')
     RETURNING j.epoch, j.seq, j.origin, to_json(j.committed_at) #>> '{}', j.changes::text
          INTO rec_epoch, rec_seq, rec_origin, rec_committed_at, rec_changes;
     IF rec_epoch IS NULL THEN
         PERFORM lockstep.fence();
+        IF p_alone IS FALSE THEN
+            PERFORM lockstep.require_mirroring_path(p_gid, p_alone);
+        END IF;
         RAISE EXCEPTION 'lockstep: node % refused the journal record of transaction %',
             (SELECT node_name FROM lockstep.node_state), p_gid USING ERRCODE = '25006';
     END IF;

@@ -6,8 +6,6 @@ import dev.lockstep.LockstepDataSource;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.witness.WitnessStore;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -28,19 +26,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 /** The mirror comes back by itself: catch-up, cut-over and rejoin after failover, with a real witness. */
-class CatchUpTest extends OnTwoNodes {
+class CatchUpTest extends OnTwoNodesAndWitness {
 
-    private static Witness witness;
-
-    @BeforeAll
-    static void startWitness() throws SQLException {
-        witness = Witness.start();
-    }
-
-    @AfterAll
-    static void stopWitness() {
-        witness.close();
-    }
 
     private static LockstepConfig config(TwoNodes.Pair pair) {
         return pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))

@@ -8,8 +8,6 @@ import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.QuorumRules;
 import dev.lockstep.witness.WitnessStore;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -25,19 +23,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 /** Rows of the quorum table of DESIGN.md with a running data source, real servers and cut links. */
-class QuorumTest extends OnTwoNodes {
+class QuorumTest extends OnTwoNodesAndWitness {
 
-    private static Witness witness;
-
-    @BeforeAll
-    static void startWitness() throws SQLException {
-        witness = Witness.start();
-    }
-
-    @AfterAll
-    static void stopWitness() {
-        witness.close();
-    }
 
     private static LockstepDataSource start(TwoNodes.Pair pair) throws SQLException {
         return start(pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
