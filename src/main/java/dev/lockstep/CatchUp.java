@@ -83,11 +83,11 @@ final class CatchUp {
             for (int attempt = 1; ; attempt++) {
                 List<JournalReplay.Key> missing = replay.missing();
                 while (missing.size() > CUT_OVER_BACKLOG && passes < MAX_PASSES) {
-                    replayed += replay.replay(missing);
+                    replayed += replayed(replay.replay(missing));
                     passes++;
                     missing = replay.missing();
                 }
-                replayed += replay.replay(missing);
+                replayed += replayed(replay.replay(missing));
                 passes++;
                 try {
                     return cutOver(p, replay, t, synchronizing, replayed, passes, started);
@@ -98,6 +98,11 @@ final class CatchUp {
                 }
             }
         }
+    }
+
+    private int replayed(int records) {
+        coordinator.telemetry().replayed(records);
+        return records;
     }
 
     /**
@@ -159,7 +164,7 @@ final class CatchUp {
         long start = System.nanoTime();
         replay.beginCutOver(CUT_OVER_LOCK_WAIT);
         try {
-            int last = replay.replay(replay.missingSinceStart());
+            int last = replayed(replay.replay(replay.missingSinceStart()));
             if (!replay.markSynchronized(t.epoch, expectedChange)) {
                 throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: node " + t.principal.name()
                         + " is no longer principal at epoch " + t.epoch + ", or its mirroring state changed during the"

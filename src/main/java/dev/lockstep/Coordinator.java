@@ -4,6 +4,7 @@ import com.zaxxer.hikari.HikariConfig;
 import com.zaxxer.hikari.HikariDataSource;
 import dev.lockstep.commit.CommitProtocol;
 import dev.lockstep.commit.InDoubtResolver;
+import dev.lockstep.commit.JournalBacklog;
 import dev.lockstep.commit.NodeChecks;
 import dev.lockstep.commit.NodeSchema;
 import dev.lockstep.commit.PrincipalState;
@@ -14,6 +15,7 @@ import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipCheck;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.core.RoleChanges;
+import dev.lockstep.events.LockstepEvent;
 import dev.lockstep.jdbc.LockstepConnection;
 import dev.lockstep.jdbc.SqlStates;
 import dev.lockstep.witness.WitnessStore;
@@ -23,6 +25,7 @@ import org.slf4j.LoggerFactory;
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.SQLException;
+import java.time.Duration;
 import java.util.List;
 import java.util.Properties;
 import java.util.Set;
@@ -68,7 +71,8 @@ final class Coordinator implements AutoCloseable {
                     mirrorProperties());
             this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation,
                     principal.name(), mirror.name(), config.remoteCallTimeout()),
-                    () -> epoch, () -> path(epoch), mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections(this));
+                    () -> epoch, () -> path(epoch), mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections(this),
+                    telemetry);
             this.resolver = new InDoubtResolver(config.partnership(),
                     new InDoubtResolver.Node(principal.name(), principalPool),
                     new InDoubtResolver.Node(mirror.name(), mirrorPool),
@@ -121,12 +125,16 @@ final class Coordinator implements AutoCloseable {
     private final java.util.concurrent.atomic.AtomicBoolean catchingUp = new java.util.concurrent.atomic.AtomicBoolean();
     private volatile long nextCatchUpNanos = System.nanoTime();
     private volatile CatchUpResult lastCatchUp;
+    private final Telemetry telemetry;
+    /** A journal position the mirror is known to hold: where the send queue starts. */
+    private volatile JournalBacklog.Position mirrorHolds;
 
     private Coordinator(LockstepConfig config, HikariDataSource witnessPool, WitnessStore witness) {
         this.config = config;
         this.incarnation = incarnation(config);
         this.witnessPool = witnessPool;
         this.witness = witness;
+        this.telemetry = new Telemetry(config);
         this.background = Executors.newScheduledThreadPool(witness == null ? 4 : 5,
                 daemonThreads("lockstep-" + config.partnership()));
         this.catchUpThread = Executors.newSingleThreadExecutor(daemonThreads("lockstep-" + config.partnership() + "-catch-up"));
@@ -203,6 +211,8 @@ final class Coordinator implements AutoCloseable {
                 }
             }
             coordinator.monitor = PartnershipMonitor.start(coordinator, witness, record, coordinator.background);
+            long heartbeat = config.heartbeatInterval().toMillis();
+            coordinator.background.scheduleWithFixedDelay(coordinator::watch, heartbeat, heartbeat, TimeUnit.MILLISECONDS);
             LOG.info("lockstep: coordinator {} of partnership {} started at epoch {}: principal {}, mirror {}{}",
                     config.coordinatorId(), config.partnership(), principal.epoch(), principal.node(), mirror.node(),
                     witness != null ? ", witness " + config.witness().name() : "");
@@ -232,6 +242,14 @@ final class Coordinator implements AutoCloseable {
      * for a commit under way, 40003.
      */
     void adopt(PartnershipRecord record) {
+        adopt(record, LockstepEvent.FailoverKind.FOLLOWED, Duration.ZERO);
+    }
+
+    /**
+     * As {@link #adopt(PartnershipRecord)}, for a role change of the given kind that took
+     * {@code took}, as listeners and metrics are told.
+     */
+    void adopt(PartnershipRecord record, LockstepEvent.FailoverKind kind, Duration took) {
         Topology current = topology.get();
         if (record.epoch() <= current.epoch) {
             return;
@@ -250,6 +268,7 @@ final class Coordinator implements AutoCloseable {
         // with no deadline, and frees their threads for the new principal.
         current.abortBorrowed();
         background.execute(current::close);
+        telemetry.failover(kind, current.epoch, record.epoch(), principal.name(), mirror.name(), took);
     }
 
     /**
@@ -445,9 +464,11 @@ final class Coordinator implements AutoCloseable {
         try {
             catchUpThread.execute(() -> {
                 try {
+                    telemetry.catchUpStarted();
                     CatchUpResult r = new CatchUp(this, witness, this::caughtUp).run(t, current);
                     if (r != null) {
                         lastCatchUp = r;
+                        telemetry.catchUpFinished(r);
                         LOG.warn("lockstep: partnership {}: mirror {} caught up at epoch {}: {} journal records replayed in {}"
                                 + " passes; new commits were held {} ms at the cut-over", config.partnership(), t.mirror.name(),
                                 t.epoch, r.replayed(), r.passes(), String.format(java.util.Locale.ROOT, "%.1f", r.cutOverMillis()));
@@ -481,6 +502,7 @@ final class Coordinator implements AutoCloseable {
     private void resolveQuietly() {
         try {
             InDoubtResolver.Result r = topology.get().resolver.resolve();
+            telemetry.inDoubtResolved(r);
             if (r.committed() + r.rolledBack() > 0) {
                 LOG.info("lockstep: in-doubt resolution committed {} and rolled back {} transactions", r.committed(), r.rolledBack());
             }
@@ -523,9 +545,10 @@ final class Coordinator implements AutoCloseable {
                     + " needs a witness (set witness.url); without one, roles are changed by reconfiguring the nodes", null);
         }
         Topology t = topology.get();
+        long started = System.nanoTime();
         PartnershipRecord next = Failover.planned(witness, config.partnership(), newPrincipal, t.principal, t.mirror,
                 config.remoteCallTimeout(), config.coordinatorId());
-        adopt(next);
+        adopt(next, LockstepEvent.FailoverKind.PLANNED, Duration.ofNanos(System.nanoTime() - started));
         return next;
     }
 
@@ -593,16 +616,17 @@ final class Coordinator implements AutoCloseable {
     PartnershipRecord forceService(boolean allowDataLoss) throws SQLException {
         PartnershipMonitor m = monitor;
         Topology t = topology.get();
+        long started = System.nanoTime();
         if (witness == null) {
             PartnershipRecord next = Failover.forceServiceWithoutWitness(m.record(), t.mirror, allowDataLoss,
                     m.health(t.principal.name()), config.remoteCallTimeout());
-            adopt(next);
+            adopt(next, LockstepEvent.FailoverKind.FORCED, Duration.ofNanos(System.nanoTime() - started));
             m.followWithoutWitness(next);
             return next;
         }
         PartnershipRecord next = Failover.forceService(witness, config.partnership(), t.mirror, allowDataLoss,
                 m.health(t.principal.name()), config.partnerTimeout(), config.remoteCallTimeout(), config.coordinatorId());
-        adopt(next);
+        adopt(next, LockstepEvent.FailoverKind.FORCED, Duration.ofNanos(System.nanoTime() - started));
         return next;
     }
 
@@ -613,6 +637,59 @@ final class Coordinator implements AutoCloseable {
     HikariDataSource mirrorPool() { return topology.get().mirrorPool; }
     InDoubtResolver resolver() { return topology.get().resolver; }
     String incarnation() { return incarnation; }
+    Telemetry telemetry() { return telemetry; }
+
+    /**
+     * Once a heartbeat: tells the telemetry the mirroring state and the send queue (the
+     * principal's journal records beyond what the mirror is known to hold).
+     */
+    private void watch() {
+        try {
+            Topology t = topology.get();
+            PartnershipMonitor m = monitor;
+            PartnershipRecord r = m == null ? null : m.record();
+            MirroringState state = r == null ? MirroringState.SYNCHRONIZED : r.state();
+            telemetry.observe(r == null ? t.epoch : r.epoch(), state, sendQueue(t, state, m));
+        } catch (RuntimeException e) {
+            LOG.debug("lockstep: partnership {}: measuring the send queue failed: {}", config.partnership(), e.toString());
+        }
+    }
+
+    private JournalBacklog.Backlog sendQueue(Topology t, MirroringState state, PartnershipMonitor m) {
+        Duration deadline = config.heartbeatInterval().compareTo(config.remoteCallTimeout()) < 0
+                ? config.heartbeatInterval() : config.remoteCallTimeout();
+        try {
+            if (state == MirroringState.SYNCHRONIZED) {
+                // In lockstep the mirror holds whatever the principal holds.
+                try (Connection c = measuring(t.principalPool, deadline)) {
+                    mirrorHolds = JournalBacklog.last(c, deadline);
+                }
+                return JournalBacklog.Backlog.NONE;
+            }
+            if (m != null && m.health(t.mirror.name()) == PartnerHealth.UP) {
+                try (Connection c = measuring(t.mirrorPool, deadline)) {
+                    mirrorHolds = JournalBacklog.last(c, deadline);
+                }
+            }
+            JournalBacklog.Position holds = mirrorHolds != null ? mirrorHolds : JournalBacklog.Position.START;
+            try (Connection c = measuring(t.principalPool, deadline)) {
+                return JournalBacklog.beyond(c, holds, deadline);
+            }
+        } catch (SQLException e) {
+            return null;
+        }
+    }
+
+    private static Connection measuring(HikariDataSource pool, Duration deadline) throws SQLException {
+        Connection c = pool.getConnection();
+        try {
+            c.setNetworkTimeout(Runnable::run, (int) Math.max(100, deadline.toMillis()) + 1000);
+            return c;
+        } catch (SQLException e) {
+            c.close();
+            throw e;
+        }
+    }
 
     @Override
     public void close() {
@@ -622,6 +699,7 @@ final class Coordinator implements AutoCloseable {
         }
         background.shutdownNow();
         catchUpThread.shutdownNow();
+        telemetry.close();
         try {
             // Let a resolution pass that is under way finish before its pools close.
             background.awaitTermination(config.remoteCallTimeout().toMillis() * 2, TimeUnit.MILLISECONDS);

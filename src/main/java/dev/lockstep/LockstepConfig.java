@@ -3,9 +3,14 @@ package dev.lockstep;
 import dev.lockstep.commit.CommitObserver;
 import dev.lockstep.core.Gid;
 import dev.lockstep.core.OperatingMode;
+import dev.lockstep.events.LockstepEvent;
+import dev.lockstep.events.LockstepListener;
+import dev.lockstep.events.WarningThresholds;
 
 import java.time.Clock;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
 import java.util.Properties;
 import java.util.UUID;
@@ -33,6 +38,8 @@ public final class LockstepConfig {
     private final OperatingMode mode;
     private final Duration partnerTimeout;
     private final Duration heartbeatInterval;
+    private final List<LockstepListener> listeners;
+    private final WarningThresholds warningThresholds;
 
     private LockstepConfig(Builder b) {
         this.partnership = b.partnership;
@@ -51,6 +58,8 @@ public final class LockstepConfig {
         this.mode = b.mode != null ? b.mode : b.witness != null ? OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER : OperatingMode.HIGH_SAFETY;
         this.partnerTimeout = b.partnerTimeout;
         this.heartbeatInterval = b.heartbeatInterval;
+        this.listeners = List.copyOf(b.listeners);
+        this.warningThresholds = b.warningThresholds;
     }
 
     /** A new builder with the defaults. */
@@ -90,6 +99,10 @@ public final class LockstepConfig {
     public Duration partnerTimeout() { return partnerTimeout; }
     /** Time between two probes of each node and two heartbeats at the witness. */
     public Duration heartbeatInterval() { return heartbeatInterval; }
+    /** Listeners told of every state change, failover and threshold crossed (may be empty). */
+    public List<LockstepListener> listeners() { return listeners; }
+    /** Limits above which {@link LockstepEvent.ThresholdCrossed} is raised. */
+    public WarningThresholds warningThresholds() { return warningThresholds; }
 
     /** A builder that starts from this configuration. */
     public Builder toBuilder() {
@@ -110,6 +123,8 @@ public final class LockstepConfig {
         b.mode = mode;
         b.partnerTimeout = partnerTimeout;
         b.heartbeatInterval = heartbeatInterval;
+        b.listeners.addAll(listeners);
+        b.warningThresholds = warningThresholds;
         return b;
     }
 
@@ -221,6 +236,8 @@ public final class LockstepConfig {
         private OperatingMode mode;
         private Duration partnerTimeout = Duration.ofSeconds(10);
         private Duration heartbeatInterval = Duration.ofSeconds(1);
+        private final List<LockstepListener> listeners = new ArrayList<>();
+        private WarningThresholds warningThresholds = WarningThresholds.DEFAULTS;
 
         private Builder() {
         }
@@ -241,6 +258,9 @@ public final class LockstepConfig {
         public Builder mode(OperatingMode v) { this.mode = v; return this; }
         public Builder partnerTimeout(Duration v) { this.partnerTimeout = v; return this; }
         public Builder heartbeatInterval(Duration v) { this.heartbeatInterval = v; return this; }
+        /** Adds a listener of the partnership's events; see {@link LockstepListener}. */
+        public Builder listener(LockstepListener v) { this.listeners.add(Objects.requireNonNull(v, "listener")); return this; }
+        public Builder warningThresholds(WarningThresholds v) { this.warningThresholds = v; return this; }
 
         /**
          * Validates and builds.
@@ -299,6 +319,9 @@ public final class LockstepConfig {
             }
             Objects.requireNonNull(clock, "clock");
             Objects.requireNonNull(commitObserver, "commitObserver");
+            if (warningThresholds == null) {
+                throw invalid("warningThresholds", "is required", null);
+            }
             return new LockstepConfig(this);
         }
 

@@ -48,6 +48,36 @@ public final class Partnership {
     }
 
     /**
+     * What this coordinator has counted and measured: transactions mirrored and committed alone,
+     * records applied on the mirror, the send queue, in-doubt resolutions, failovers and catch-up
+     * progress. Reads nothing remote (measurements are taken each heartbeat).
+     *
+     * @return the figures now
+     */
+    public MirroringStatistics statistics() {
+        return coordinator.telemetry().snapshot();
+    }
+
+    /**
+     * Adds a listener of this partnership's events from now on, as
+     * {@link LockstepConfig.Builder#listener} does from the start.
+     *
+     * @param listener told of every state change, failover, node health change and threshold crossed
+     */
+    public void addListener(dev.lockstep.events.LockstepListener listener) {
+        coordinator.telemetry().addListener(java.util.Objects.requireNonNull(listener, "listener"));
+    }
+
+    /**
+     * Adds a receiver of every mirrored commit's timings (total and on the mirror), for metrics.
+     *
+     * @param timings called on the committing thread; must be cheap and must not throw
+     */
+    public void addCommitTimings(dev.lockstep.commit.CommitTimings timings) {
+        coordinator.telemetry().addCommitTimings(java.util.Objects.requireNonNull(timings, "timings"));
+    }
+
+    /**
      * Planned failover, with no loss: {@code newPrincipal} becomes principal at the next epoch
      * and the other node continues as a synchronized mirror; naming the other node fails back.
      * Needs a witness and a SYNCHRONIZED partnership.
@@ -190,7 +220,9 @@ public final class Partnership {
      * @return what it settled and what it left waiting
      */
     public InDoubtResolver.Result resolveInDoubt() {
-        return coordinator.resolver().resolve();
+        InDoubtResolver.Result r = coordinator.resolver().resolve();
+        coordinator.telemetry().inDoubtResolved(r);
+        return r;
     }
 
     private static List<Map<String, Object>> query(DataSource pool, String sql) throws SQLException {

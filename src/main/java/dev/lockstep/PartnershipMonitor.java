@@ -8,6 +8,7 @@ import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.core.QuorumRules;
 import dev.lockstep.core.RoleChanges;
+import dev.lockstep.events.LockstepEvent;
 import dev.lockstep.health.FailureDetector;
 import dev.lockstep.health.NodeProbe;
 import dev.lockstep.health.ProbeResult;
@@ -68,8 +69,10 @@ final class PartnershipMonitor implements AutoCloseable {
             probes.add(probe(config, config.witness()));
         }
         FailureDetector detector = new FailureDetector(probes, config.heartbeatInterval(), config.partnerTimeout(),
-                System::nanoTime, scheduler, (node, before, after) ->
-                LOG.info("lockstep: partnership {}: node {} is {} (was {})", config.partnership(), node, after, before));
+                System::nanoTime, scheduler, (node, before, after) -> {
+                    LOG.info("lockstep: partnership {}: node {} is {} (was {})", config.partnership(), node, after, before);
+                    coordinator.telemetry().healthChanged(node, before, after);
+                });
         PartnershipMonitor monitor = new PartnershipMonitor(coordinator, witness, record, detector, scheduler);
         if (witness == null) {
             monitor.followRecordWithoutWitness(record.epoch());
@@ -217,7 +220,8 @@ final class PartnershipMonitor implements AutoCloseable {
                     path = next.state() == MirroringState.SYNCHRONIZED ? CommitProtocol.Path.LOCKSTEP : CommitProtocol.Path.EXPOSED;
                     pathEpoch = next.epoch();
                 }
-                coordinator.adopt(next);
+                coordinator.adopt(next, LockstepEvent.FailoverKind.AUTOMATIC,
+                        Duration.ofMillis(detector.silentMillis(t.principal.name())));
             }
             case RUN_EXPOSED -> {
                 if (basis.state() == MirroringState.SYNCHRONIZED

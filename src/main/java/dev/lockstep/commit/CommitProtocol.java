@@ -71,6 +71,7 @@ public final class CommitProtocol implements TransactionCommitter {
     private final CommitObserver observer;
     private final Set<String> inFlight;
     private final LinkLoss linkLoss;
+    private final CommitTimings timings;
     private static final int SOCKET_MARGIN_MILLIS = 5000;
 
     private final AtomicLong counter = new AtomicLong();
@@ -99,6 +100,22 @@ public final class CommitProtocol implements TransactionCommitter {
      */
     public CommitProtocol(Settings settings, LongSupplier epoch, Supplier<Path> path, DataSource mirrorPool,
                           CommitObserver observer, Set<String> inFlight, LinkLoss linkLoss) {
+        this(settings, epoch, path, mirrorPool, observer, inFlight, linkLoss, CommitTimings.NONE);
+    }
+
+    /**
+     * @param settings      the partnership
+     * @param epoch         the epoch this coordinator acts in
+     * @param path          where commits go now; asked at every commit
+     * @param mirrorPool    connections to the mirror with session_replication_role = replica, autocommit off
+     * @param observer      told of each step
+     * @param inFlight      gids this coordinator is working on; in-doubt resolution leaves them alone
+     * @param linkLoss      told when a link to a node broke
+     * @param timings       told how long each mirrored commit took
+     */
+    public CommitProtocol(Settings settings, LongSupplier epoch, Supplier<Path> path, DataSource mirrorPool,
+                          CommitObserver observer, Set<String> inFlight, LinkLoss linkLoss, CommitTimings timings) {
+        this.timings = timings;
         this.settings = settings;
         this.epoch = epoch;
         this.path = path;
@@ -115,12 +132,16 @@ public final class CommitProtocol implements TransactionCommitter {
         int previousTimeout = principal.getNetworkTimeout();
         // A frozen principal or a black-holed link must not hold the commit forever.
         principal.setNetworkTimeout(Runnable::run, (int) settings.callTimeout().toMillis() + SOCKET_MARGIN_MILLIS);
+        long started = System.nanoTime();
         try {
             Path now = path.get();
             if (now == Path.LOCKSTEP) {
-                commit(principal, likelyWrites, gid);
-            } else {
-                commitAlone(principal, gid, now);
+                long mirrorNanos = commit(principal, likelyWrites, gid);
+                if (mirrorNanos >= 0) {
+                    timings.committed(false, System.nanoTime() - started, mirrorNanos);
+                }
+            } else if (commitAlone(principal, gid, now)) {
+                timings.committed(true, System.nanoTime() - started, 0);
             }
         } catch (SQLException e) {
             // Whatever failed before the principal prepared leaves its transaction open: end it,
@@ -133,15 +154,18 @@ public final class CommitProtocol implements TransactionCommitter {
         }
     }
 
-    private void commit(Connection principal, boolean likelyWrites, String gid) throws SQLException {
+    /** Returns the nanoseconds spent on the mirror, or -1 when nothing mirrored was changed. */
+    private long commit(Connection principal, boolean likelyWrites, String gid) throws SQLException {
+        long mirrorNanos;
         // The mirror connection is taken before anything is prepared, so that waiting for one
         // never stretches the window in which the transaction is prepared on the principal alone.
         try (Connection mirror = mirrorConnection(likelyWrites)) {
             JournalRecord record = likelyWrites ? collectAndPrepare(principal, gid) : collectThenPrepare(principal, gid);
             if (record == null) {
-                return;
+                return -1;
             }
             observer.stepDone(CommitStep.PRINCIPAL_PREPARED, gid);
+            long onMirror = System.nanoTime();
             Connection applying = mirror != null ? mirror : mirrorAfterPrepare(principal, gid);
             try {
                 prepareOnMirror(principal, applying, gid, record);
@@ -151,6 +175,7 @@ public final class CommitProtocol implements TransactionCommitter {
                 if (commitOnMirror(applying, gid)) {
                     observer.stepDone(CommitStep.MIRROR_COMMITTED, gid);
                 }
+                mirrorNanos = System.nanoTime() - onMirror;
             } finally {
                 if (applying != mirror) {
                     applying.close();
@@ -159,13 +184,16 @@ public final class CommitProtocol implements TransactionCommitter {
         }
         commitOnPrincipal(principal, gid);
         observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
+        return mirrorNanos;
     }
 
     /**
      * The principal commits alone: exposed, its journal keeps the record until the mirror catches
      * up; or refused, when it has no quorum and the transaction changed something mirrored.
+     *
+     * @return whether anything mirrored was committed
      */
-    private void commitAlone(Connection principal, String gid, Path now) throws SQLException {
+    private boolean commitAlone(Connection principal, String gid, Path now) throws SQLException {
         JournalRecord record;
         try {
             record = collect(principal, gid, now == Path.REFUSED ? null : Boolean.TRUE);
@@ -191,6 +219,7 @@ public final class CommitProtocol implements TransactionCommitter {
                     + e.getMessage(), e);
         }
         observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
+        return record != null;
     }
 
     /** A mirror connection taken after the principal prepared: without one, the principal rolls back. */
