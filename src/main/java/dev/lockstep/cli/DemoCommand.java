@@ -2,97 +2,119 @@ package dev.lockstep.cli;
 
 import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
+import dev.lockstep.NodeConfig;
+import dev.lockstep.PartnershipStatus;
 import dev.lockstep.VerifyReport;
+import dev.lockstep.core.MirroringState;
+import dev.lockstep.events.LockstepEvent;
 
 import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.file.Path;
 import java.sql.Connection;
-import java.sql.PreparedStatement;
+import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.Collections;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
-import java.util.SplittableRandom;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 
 /**
- * {@code demo}: two embedded nodes in a partnership, a bank of 100 accounts, concurrent transfers
- * through the {@link LockstepDataSource}, then a comparison of both nodes read directly.
- * Every line it prints starts with {@code demo:}.
+ * {@code demo}, the main job: three PostgreSQL servers (principal, mirror, witness), a bank of
+ * transfers written through a {@link LockstepDataSource}, the principal SIGKILLed, the automatic
+ * failover, the old principal restarted, its rejoin as mirror and catch-up to SYNCHRONIZED, and a
+ * summary: transfers acknowledged, lost, failover time and verify result, plus an HTML report.
+ * With {@code --principal/--mirror/--witness} it runs on external servers for {@code --seconds}
+ * and reports the faults others cause. Every line it prints starts with {@code demo:}.
  */
 public final class DemoCommand {
 
     /** The options {@code demo} accepts. */
-    public static final Set<String> OPTIONS = Set.of("transactions", "clients", "seed");
+    public static final Set<String> OPTIONS = Set.of("clients", "seed", "phase-seconds", "report", "principal", "mirror",
+            "witness", "user", "password", "seconds");
 
-    static final String PRINCIPAL = "node-a";
-    static final String MIRROR = "node-b";
     static final String PARTNERSHIP = "demo";
-    static final int ACCOUNTS = 100;
-    static final long OPENING_BALANCE = 1_000;
-    static final List<String> TABLES = List.of("public.accounts", "public.transfers");
-    /** The transfers stop here even if not all have run, so that the demo stays short. */
-    private static final Duration TIME_LIMIT = Duration.ofSeconds(40);
-    private static final Duration SETTLE_TIMEOUT = Duration.ofSeconds(10);
+    private static final List<String> EMBEDDED_NODES = List.of("node-a", "node-b", "witness");
+    private static final Duration FAILOVER_LIMIT = Duration.ofSeconds(60);
+    private static final Duration REJOIN_LIMIT = Duration.ofSeconds(120);
+    private static final long SAMPLE_MILLIS = 500;
 
     /**
-     * @param transactions how many transfers to commit
      * @param clients      client threads
      * @param seed         seeds the random transfers
+     * @param phaseSeconds how long each phase runs: before the kill, after the failover, after the rejoin
+     * @param report       where the HTML report goes
+     * @param principal    external principal URL, or null for embedded servers
+     * @param mirror       external mirror URL
+     * @param witness      external witness URL
+     * @param user         user for the external servers
+     * @param password     password for the external servers
+     * @param seconds      how long to run on external servers
      */
-    public record Options(int transactions, int clients, long seed) {
-        /** Reads {@code --transactions} (default 2000), {@code --clients} (8) and {@code --seed}. */
+    public record Options(int clients, long seed, int phaseSeconds, Path report, String principal, String mirror,
+                          String witness, String user, String password, int seconds) {
+
+        /** Reads the options; the three URLs come together or not at all. */
         public static Options from(Args args) {
-            return new Options(args.integer("transactions", 2_000, 1, 10_000_000), args.integer("clients", 8, 1, 200),
-                    args.integer("seed", 42, 0, Integer.MAX_VALUE));
+            Options o = new Options(args.integer("clients", 8, 1, 64), args.integer("seed", 42, 0, Integer.MAX_VALUE),
+                    args.integer("phase-seconds", 4, 1, 600), Path.of(args.string("report", "lockstep-demo-report.html")),
+                    args.string("principal", null), args.string("mirror", null), args.string("witness", null),
+                    args.string("user", "postgres"), args.string("password", ""), args.integer("seconds", 60, 1, 86_400));
+            int urls = (o.principal == null ? 0 : 1) + (o.mirror == null ? 0 : 1) + (o.witness == null ? 0 : 1);
+            if (urls != 0 && urls != 3) {
+                throw new Args.UsageException("demo: give --principal, --mirror and --witness together (external servers) or none");
+            }
+            return o;
+        }
+
+        /** Embedded servers with the given phase length, clients and report file. */
+        public static Options embedded(int clients, int phaseSeconds, Path report) {
+            return new Options(clients, 42, phaseSeconds, report, null, null, null, "postgres", "", 60);
+        }
+
+        boolean external() {
+            return principal != null;
         }
     }
 
     /**
      * What the demo found.
      *
-     * @param requested       transfers asked for
-     * @param committed       transfers committed
-     * @param failed          transfers that failed for good
-     * @param retries         retries after 40001/40P01
-     * @param checksums       per table and node, read directly from each node
-     * @param verifyIdentical {@code partnership().verify().identical()}
-     * @param totalBalances   sum of all balances on the principal and on the mirror
-     * @param mirrorSettled   whether the mirror's background commits had all landed before the comparison
+     * @param acknowledged    transfers whose commit was acknowledged
+     * @param lost            acknowledged transfers missing from the principal at the end
+     * @param failedAttempts  transactions that failed and were tried again
+     * @param failovers       role changes seen
+     * @param failoverMillis  from the kill to the first commit on the new principal (embedded), or the
+     *                        failover's own duration (external); NaN when none happened
+     * @param rejoined        whether the partnership was SYNCHRONIZED again after the failover
+     * @param verifyIdentical {@code partnership().verify().identical()} at the end
+     * @param balancesKept    whether the total balance on both nodes is what it was at the start
+     * @param report          the HTML report
      */
-    public record Summary(int requested, long committed, long failed, long retries, List<NodeInspector.TableChecksum> checksums,
-                          boolean verifyIdentical, Map<String, Long> totalBalances, boolean mirrorSettled) {
+    public record Summary(long acknowledged, long lost, long failedAttempts, int failovers, double failoverMillis, boolean rejoined,
+                          boolean verifyIdentical, boolean balancesKept, Path report) {
 
-        /** Whether every table has the same checksum on both nodes. */
-        public boolean checksumsMatch() {
-            for (String table : TABLES) {
-                List<NodeInspector.TableChecksum> forTable = checksums.stream().filter(c -> c.table().equals(table)).toList();
-                if (forTable.size() != 2 || !forTable.get(0).sameRowsAs(forTable.get(1))) {
-                    return false;
-                }
-            }
-            return true;
-        }
-
-        /** Whether the nodes are identical by every measure: checksums, verify and total balance. */
-        public boolean identical() {
-            return checksumsMatch() && verifyIdentical && totalBalances.size() == 2
-                    && totalBalances.values().stream().distinct().count() == 1;
-        }
-
-        /** 0 when the nodes are identical, 1 otherwise. */
+        /** 0 when nothing was lost and the nodes are identical, 1 otherwise. */
         public int exitCode() {
-            return identical() ? 0 : 1;
+            return lost == 0 && verifyIdentical && balancesKept ? 0 : 1;
         }
     }
 
     private final Options options;
     private final PrintStream out;
+    private final List<DemoReport.Sample> samples = new CopyOnWriteArrayList<>();
+    private final List<DemoReport.Mark> marks = new CopyOnWriteArrayList<>();
+    private final List<LockstepEvent.Failover> failovers = new CopyOnWriteArrayList<>();
+    private long startNanos;
 
     /**
      * @param options what to run
@@ -103,127 +125,218 @@ public final class DemoCommand {
         this.out = out;
     }
 
-    /** Runs the demo; servers are stopped before it returns, also on failure. */
+    /** Runs the demo; embedded servers are stopped before it returns, also on failure. */
     public Summary run() throws IOException, SQLException, InterruptedException {
-        out.println("demo: starting embedded nodes " + PRINCIPAL + " (principal) and " + MIRROR + " (mirror)");
-        try (EmbeddedNodes nodes = EmbeddedNodes.start(List.of(PRINCIPAL, MIRROR), 100, Map.of())) {
+        try (DemoCluster cluster = cluster()) {
             LockstepConfig config = LockstepConfig.builder()
                     .partnership(PARTNERSHIP)
-                    .principal(nodes.nodeConfig(0))
-                    .mirror(nodes.nodeConfig(1))
-                    .poolSize(options.clients())
+                    .principal(cluster.principal())
+                    .mirror(cluster.mirror())
+                    .witness(cluster.witness())
+                    .poolSize(options.clients() + 2)
+                    .partnerTimeout(Duration.ofSeconds(5))
+                    .heartbeatInterval(Duration.ofMillis(500))
+                    .remoteCallTimeout(Duration.ofSeconds(2))
+                    .connectTimeout(Duration.ofSeconds(2))
+                    .inDoubtGrace(Duration.ofSeconds(10))
+                    .resolverInterval(Duration.ofSeconds(1))
+                    .listener(this::onEvent)
                     .build();
             try (LockstepDataSource ds = LockstepDataSource.start(config)) {
-                out.println("demo: partnership " + PARTNERSHIP + " started at epoch " + ds.partnership().epoch());
-                createSchema(ds);
-                ClientRunner.Result result = runTransfers(ds);
-                return compare(nodes, ds, result);
-            }
-        }
-    }
-
-    private void createSchema(LockstepDataSource ds) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-            st.execute("CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, updated_at timestamptz DEFAULT now())");
-            st.execute("INSERT INTO accounts (id, balance) SELECT g, " + OPENING_BALANCE + " FROM generate_series(1, " + ACCOUNTS + ") g");
-            st.execute("CREATE TABLE transfers (id bigserial PRIMARY KEY, src int, dst int, amount int,"
-                    + " at timestamptz DEFAULT clock_timestamp(), token uuid DEFAULT gen_random_uuid())");
-        }
-        List<String> attached = ds.partnership().attachedTables();
-        for (String table : TABLES) {
-            if (!attached.contains(table)) {
-                // Tables with a primary key created through Lockstep are attached by its DDL
-                // capture; this only runs if that did not happen.
-                out.println("demo: table " + table + " was not attached by DDL capture; attaching it");
-                ds.partnership().attach(table);
-            }
-        }
-        out.println("demo: created accounts (" + ACCOUNTS + " rows) and transfers; attached " + ds.partnership().attachedTables());
-    }
-
-    private ClientRunner.Result runTransfers(LockstepDataSource ds) throws InterruptedException {
-        out.println("demo: running " + options.transactions() + " transfers on " + options.clients() + " clients");
-        ClientRunner runner = new ClientRunner(options.clients(), index -> new TransferClient(ds.getConnection()), options.seed());
-        long[] last = {0, System.nanoTime()};
-        ClientRunner.Result result = runner.run(TIME_LIMIT, options.transactions(), committed -> {
-            long now = System.nanoTime();
-            double rate = (committed - last[0]) / ((now - last[1]) / 1e9);
-            last[0] = committed;
-            last[1] = now;
-            out.println(String.format(Locale.ROOT, "demo: progress committed=%d tx/s=%.1f", committed, rate));
-        });
-        out.println(String.format(Locale.ROOT, "demo: workload committed=%d failed=%d retries=%d seconds=%.2f tx/s=%.1f",
-                result.committed(), result.failed(), result.retries(), result.elapsed().toNanos() / 1e9, result.perSecond()));
-        if (result.firstError() != null) {
-            out.println("demo: first error: " + result.firstError());
-        }
-        return result;
-    }
-
-    private Summary compare(EmbeddedNodes nodes, LockstepDataSource ds, ClientRunner.Result result)
-            throws SQLException, InterruptedException {
-        boolean settled;
-        try (Connection mirror = nodes.connect(1)) {
-            settled = NodeInspector.awaitNoPreparedTransactions(mirror, SETTLE_TIMEOUT);
-        }
-        if (!settled) {
-            out.println("demo: warning: mirror " + MIRROR + " still holds prepared transactions after " + SETTLE_TIMEOUT);
-        }
-        List<NodeInspector.TableChecksum> checksums = new ArrayList<>();
-        Map<String, Long> balances = new LinkedHashMap<>();
-        for (int i = 0; i < 2; i++) {
-            try (Connection c = nodes.connect(i)) {
-                for (String table : TABLES) {
-                    NodeInspector.TableChecksum sum = NodeInspector.checksum(c, nodes.name(i), table);
-                    checksums.add(sum);
-                    out.println("demo: checksum table=" + table + " node=" + sum.node() + " rows=" + sum.rows() + " digest=" + sum.digest());
+                PartnershipStatus s = ds.partnership().status();
+                out.println("demo: partnership " + PARTNERSHIP + " at epoch " + s.epoch() + ": principal " + s.principal()
+                        + ", mirror " + s.mirror() + ", witness " + cluster.witness().name() + ", " + s.state());
+                TransferWorkload.createSchema(ds);
+                out.println("demo: tables " + ds.partnership().attachedTables() + " attached; " + options.clients()
+                        + " clients start transferring");
+                startNanos = System.nanoTime();
+                ScheduledExecutorService sampler = Executors.newSingleThreadScheduledExecutor(r -> {
+                    Thread t = new Thread(r, "demo-sampler");
+                    t.setDaemon(true);
+                    return t;
+                });
+                try (TransferWorkload workload = TransferWorkload.start(ds, options.clients(), options.seed())) {
+                    sampler.scheduleAtFixedRate(new Sampler(ds, workload), SAMPLE_MILLIS, SAMPLE_MILLIS, TimeUnit.MILLISECONDS);
+                    double failoverMillis = cluster.injectsFaults() ? killAndRejoin(cluster, ds, workload) : runExternal();
+                    workload.stop(Duration.ofSeconds(30));
+                    sampler.shutdownNow();
+                    return summarise(cluster, ds, workload, failoverMillis);
+                } finally {
+                    sampler.shutdownNow();
                 }
-                long balance = NodeInspector.queryLong(c, "SELECT sum(balance) FROM accounts");
-                balances.put(nodes.name(i), balance);
-                out.println("demo: total_balance node=" + nodes.name(i) + " balance=" + balance
-                        + " expected=" + ACCOUNTS * OPENING_BALANCE);
             }
         }
-        VerifyReport report = ds.partnership().verify();
-        out.println("demo: verify identical=" + report.identical());
-        Summary summary = new Summary(options.transactions(), result.committed(), result.failed(), result.retries(),
-                List.copyOf(checksums), report.identical(), Collections.unmodifiableMap(balances), settled);
-        out.println("demo: " + summary.committed() + " transactions committed, nodes identical: " + summary.identical());
+    }
+
+    private DemoCluster cluster() {
+        if (options.external()) {
+            out.println("demo: external servers " + options.principal() + ", " + options.mirror() + ", witness " + options.witness());
+            return DemoCluster.external(NodeConfig.of("principal", options.principal(), options.user(), options.password()),
+                    NodeConfig.of("mirror", options.mirror(), options.user(), options.password()),
+                    NodeConfig.of("witness", options.witness(), options.user(), options.password()));
+        }
+        out.println("demo: starting embedded PostgreSQL servers " + EMBEDDED_NODES);
+        return DemoCluster.embedded(EMBEDDED_NODES);
+    }
+
+    /** Embedded: kill the principal, time the failover, restart it and wait for its rejoin. */
+    private double killAndRejoin(DemoCluster cluster, LockstepDataSource ds, TransferWorkload workload) throws InterruptedException {
+        pace(options.phaseSeconds());
+        String victim = ds.partnership().status().principal();
+        long killed = System.nanoTime();
+        cluster.kill(victim);
+        mark("principal " + victim + " killed (SIGKILL)");
+        out.println("demo: principal " + victim + " SIGKILLed at t=" + seconds(killed));
+        boolean served = waitFor(FAILOVER_LIMIT, () -> ds.partnership().epoch() > 1 && workload.lastAckNanos() > killed);
+        double failoverMillis = served ? (workload.lastAckNanos() - killed) / 1e6 : Double.NaN;
+        if (served) {
+            // lastAckNanos moves on; the first acknowledgement after the kill is at most this late.
+            out.println(String.format(Locale.ROOT, "demo: failover: %s serves as principal at epoch %d; first commit %.0f ms after"
+                    + " the kill", ds.partnership().status().principal(), ds.partnership().epoch(), failoverMillis));
+            mark("first commit on " + ds.partnership().status().principal());
+        } else {
+            out.println("demo: no failover within " + FAILOVER_LIMIT.toSeconds() + " s; last error: " + workload.lastError());
+        }
+        pace(options.phaseSeconds());
+        cluster.restart(victim);
+        mark(victim + " restarted");
+        out.println("demo: " + victim + " restarted; it should rejoin as mirror and catch up");
+        boolean rejoined = waitFor(REJOIN_LIMIT, () -> {
+            PartnershipStatus s = ds.partnership().status();
+            return s.mirror().equals(victim) && s.state() == MirroringState.SYNCHRONIZED;
+        });
+        if (rejoined) {
+            mark(victim + " SYNCHRONIZED as mirror");
+            out.println("demo: " + victim + " rejoined as mirror: SYNCHRONIZED at t=" + seconds(System.nanoTime())
+                    + ds.partnership().lastCatchUp().map(c -> String.format(Locale.ROOT, " (%d records replayed, cut-over %.1f ms)",
+                    c.replayed(), c.cutOverMillis())).orElse(""));
+        } else {
+            out.println("demo: " + victim + " did not reach SYNCHRONIZED within " + REJOIN_LIMIT.toSeconds() + " s");
+        }
+        pace(options.phaseSeconds());
+        return failoverMillis;
+    }
+
+    /** External: the workload runs for the given time; faults come from outside and show as events. */
+    private double runExternal() throws InterruptedException {
+        out.println("demo: running " + options.seconds() + " s; kill the principal from outside to see the failover");
+        pace(options.seconds());
+        return failovers.isEmpty() ? Double.NaN : failovers.get(0).duration().toNanos() / 1e6;
+    }
+
+    private Summary summarise(DemoCluster cluster, LockstepDataSource ds, TransferWorkload workload, double failoverMillis)
+            throws SQLException, InterruptedException, IOException {
+        PartnershipStatus status = ds.partnership().status();
+        Set<Long> acknowledged = workload.acknowledgedIds();
+        long lost;
+        boolean balancesKept = true;
+        try (Connection p = cluster.connect(status.principal()); Connection m = cluster.connect(status.mirror())) {
+            NodeInspector.awaitNoPreparedTransactions(m, Duration.ofSeconds(10));
+            Set<Long> present = ids(p);
+            lost = acknowledged.stream().filter(id -> !present.contains(id)).count();
+            for (Connection c : List.of(p, m)) {
+                long total = NodeInspector.queryLong(c, "SELECT sum(balance) FROM accounts");
+                balancesKept &= total == TransferWorkload.ACCOUNTS * TransferWorkload.OPENING_BALANCE;
+            }
+        }
+        boolean rejoined = status.state() == MirroringState.SYNCHRONIZED;
+        VerifyReport verify = rejoined ? ds.partnership().verify() : null;
+        boolean identical = verify != null && verify.identical();
+        Summary summary = new Summary(acknowledged.size(), lost, workload.failedCount(), failovers.size(), failoverMillis, rejoined,
+                identical, balancesKept, options.report().toAbsolutePath());
+        Map<String, String> table = new LinkedHashMap<>();
+        table.put("transfers acknowledged", Long.toString(summary.acknowledged()));
+        table.put("acknowledged but lost", Long.toString(summary.lost()));
+        table.put("failed attempts (retried)", Long.toString(summary.failedAttempts()));
+        table.put("failovers", Integer.toString(summary.failovers()));
+        table.put("failover time", Double.isNaN(failoverMillis) ? "none" : String.format(Locale.ROOT, "%.0f ms", failoverMillis));
+        table.put("partnership at the end", status.principal() + " principal, " + status.mirror() + " mirror, " + status.state()
+                + ", epoch " + status.epoch());
+        table.put("verify", identical ? "identical" : "NOT identical" + (verify == null ? " (not SYNCHRONIZED)" : ": " + verify));
+        table.put("total balance kept on both nodes", Boolean.toString(balancesKept));
+        DemoReport.write(options.report(), samples, marks, table);
+        table.forEach((k, v) -> out.println("demo: " + k + ": " + v));
+        out.println(String.format(Locale.ROOT, "demo: summary acknowledged=%d lost=%d failovers=%d failover_ms=%.0f rejoined=%s"
+                        + " verify=%s report=%s", summary.acknowledged(), summary.lost(), summary.failovers(), failoverMillis,
+                rejoined, identical ? "identical" : "different", summary.report()));
         return summary;
     }
 
-    /** One client of the demo: moves a random amount between two random accounts. */
-    private static final class TransferClient extends ConnectionClient {
-        private final PreparedStatement debit;
-        private final PreparedStatement credit;
-        private final PreparedStatement record;
+    private static Set<Long> ids(Connection c) throws SQLException {
+        Set<Long> ids = new HashSet<>();
+        try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery("SELECT id FROM transfers")) {
+            while (rs.next()) {
+                ids.add(rs.getLong(1));
+            }
+        }
+        return ids;
+    }
 
-        TransferClient(Connection connection) throws SQLException {
-            super(connection);
-            debit = prepare("UPDATE accounts SET balance = balance - ?, updated_at = now() WHERE id = ?");
-            credit = prepare("UPDATE accounts SET balance = balance + ?, updated_at = now() WHERE id = ?");
-            record = prepare("INSERT INTO transfers (src, dst, amount) VALUES (?, ?, ?)");
+    private void onEvent(LockstepEvent event) {
+        if (event instanceof LockstepEvent.Failover f) {
+            failovers.add(f);
+            mark("failover (" + f.kind().name().toLowerCase(Locale.ROOT) + ") to " + f.principal() + ", epoch " + f.toEpoch());
+        } else if (event instanceof LockstepEvent.MirroringStateChanged c) {
+            out.println("demo: event: mirroring state " + c.from() + " -> " + c.to() + " at epoch " + c.epoch());
+        } else if (event instanceof LockstepEvent.NodeHealthChanged h && h.from() != null) {
+            out.println("demo: event: node " + h.node() + " " + h.from() + " -> " + h.to());
+        } else if (event instanceof LockstepEvent.CatchUpFinished c) {
+            out.println(String.format(Locale.ROOT, "demo: event: catch-up finished: %d records replayed, new commits held %.1f ms",
+                    c.result().replayed(), c.result().cutOverMillis()));
+        }
+    }
+
+    private void mark(String label) {
+        double t = startNanos == 0 ? 0 : (System.nanoTime() - startNanos) / 1e9;
+        marks.add(new DemoReport.Mark(t, label));
+    }
+
+    private String seconds(long nanos) {
+        return String.format(Locale.ROOT, "%.1f s", (nanos - startNanos) / 1e9);
+    }
+
+    private static void pace(int seconds) throws InterruptedException {
+        Thread.sleep(seconds * 1000L);
+    }
+
+    private static boolean waitFor(Duration limit, BooleanSupplier condition) throws InterruptedException {
+        long deadline = System.nanoTime() + limit.toNanos();
+        while (System.nanoTime() - deadline < 0) {
+            if (condition.getAsBoolean()) {
+                return true;
+            }
+            Thread.sleep(20);
+        }
+        return condition.getAsBoolean();
+    }
+
+    /** Takes a sample every half second and prints a progress line every second. */
+    private final class Sampler implements Runnable {
+        private final LockstepDataSource ds;
+        private final TransferWorkload workload;
+        private long lastCount;
+        private long lastNanos = startNanos;
+        private int ticks;
+
+        Sampler(LockstepDataSource ds, TransferWorkload workload) {
+            this.ds = ds;
+            this.workload = workload;
         }
 
         @Override
-        public void transaction(SplittableRandom random) throws SQLException {
-            int src = 1 + random.nextInt(ACCOUNTS);
-            int dst = 1 + random.nextInt(ACCOUNTS - 1);
-            if (dst >= src) {
-                dst++;
+        public void run() {
+            long now = System.nanoTime();
+            long count = workload.acknowledgedCount();
+            double rate = (count - lastCount) / Math.max(1e-3, (now - lastNanos) / 1e9);
+            lastCount = count;
+            lastNanos = now;
+            PartnershipStatus s = ds.partnership().status();
+            samples.add(new DemoReport.Sample((now - startNanos) / 1e9, rate, s.state().name(), s.epoch(), s.principal()));
+            if (++ticks % 2 == 0) {
+                out.println(String.format(Locale.ROOT, "demo: t=%5.1fs acknowledged=%d tx/s=%.0f principal=%s epoch=%d state=%s"
+                                + " send_queue=%d", (now - startNanos) / 1e9, count, rate, s.principal(), s.epoch(), s.state(),
+                        ds.partnership().statistics().sendQueueRecords()));
             }
-            int amount = 1 + random.nextInt(100);
-            debit.setLong(1, amount);
-            debit.setInt(2, src);
-            debit.executeUpdate();
-            credit.setLong(1, amount);
-            credit.setInt(2, dst);
-            credit.executeUpdate();
-            record.setInt(1, src);
-            record.setInt(2, dst);
-            record.setInt(3, amount);
-            record.executeUpdate();
         }
-
     }
 }

@@ -18,7 +18,8 @@ public final class Main {
 
     private static final String USAGE_TEXT = String.join(System.lineSeparator(),
             "usage: lockstep <command> [--option value ...]",
-            "  demo           [--transactions 2000] [--clients 8] [--seed 42]",
+            "  demo           [--clients 8] [--phase-seconds 4] [--report lockstep-demo-report.html] [--seed 42]",
+            "                 [--principal URL --mirror URL --witness URL --user u --password p --seconds 60]",
             "  bench          [--clients 1,8,32] [--seconds 10] [--warmup 2] [--scale 10] [--target direct|lockstep|both]",
             "                 [--capture statement|row] [--url jdbc:... --user u --password p]",
             "  bench-capture  [--single-row-tx 2000] [--bulk-tx 20] [--bulk-rows 5000] [--clients 4] [--limit-seconds 60]",

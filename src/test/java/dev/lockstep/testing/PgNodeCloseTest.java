@@ -1,5 +1,6 @@
 package dev.lockstep.testing;
 
+import dev.lockstep.embedded.EmbeddedServer;
 import static dev.lockstep.testing.PgNodeCrashTest.embeddedProcessIds;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -54,7 +55,7 @@ class PgNodeCloseTest {
         gone.waitFor();
         Files.writeString(dir.resolve("owner"), gone.pid() + " 1"); // as if its JVM had died
 
-        NodeDirectories.sweepStale();
+        EmbeddedServer.sweepStaleDirectories();
 
         assertGone(orphan, pids, dir);
         orphan.close(); // must cope with a node swept from under it
@@ -62,7 +63,7 @@ class PgNodeCloseTest {
 
     private static void assertGone(PgNode node, List<Long> pids, Path dir) {
         assertThat(node.isRunning()).isFalse();
-        assertThat(pids).allSatisfy(pid -> assertThat(ClusterProcesses.isAlive(pid)).as("pid %d", pid).isFalse());
+        assertThat(pids).allSatisfy(pid -> assertThat(EmbeddedServer.isProcessAlive(pid)).as("pid %d", pid).isFalse());
         if (dir != null) {
             assertThat(Files.exists(dir)).as("node directory %s", dir).isFalse();
         }

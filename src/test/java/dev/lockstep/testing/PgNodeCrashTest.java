@@ -1,5 +1,6 @@
 package dev.lockstep.testing;
 
+import dev.lockstep.embedded.EmbeddedServer;
 import static dev.lockstep.testing.PgNodeTest.assertConnectionFailure;
 import static dev.lockstep.testing.PgNodeTest.queryOne;
 import static org.assertj.core.api.Assertions.assertThat;
@@ -64,7 +65,7 @@ class PgNodeCrashTest {
             node.kill();
 
             assertThat(node.isRunning()).isFalse();
-            assertThat(pids).allSatisfy(pid -> assertThat(ClusterProcesses.isAlive(pid)).as("pid %d", pid).isFalse());
+            assertThat(pids).allSatisfy(pid -> assertThat(EmbeddedServer.isProcessAlive(pid)).as("pid %d", pid).isFalse());
             assertConnectionFailure(() -> queryOne(proxied, "SELECT 1"));
             assertConnectionFailure(() -> queryOne(direct, "SELECT 1"));
             assertConnectionFailure(() -> node.connectDirect(db).close());
@@ -108,7 +109,7 @@ class PgNodeCrashTest {
         List<Long> pids = embeddedProcessIds();
         node.stop();
         assertThat(node.isRunning()).isFalse();
-        assertThat(pids).allSatisfy(pid -> assertThat(ClusterProcesses.isAlive(pid)).isFalse());
+        assertThat(pids).allSatisfy(pid -> assertThat(EmbeddedServer.isProcessAlive(pid)).isFalse());
         assertThatThrownBy(() -> node.connectDirect(db)).isInstanceOf(SQLException.class);
 
         node.restart();

@@ -1,4 +1,4 @@
-package dev.lockstep.testing;
+package dev.lockstep.embedded;
 
 import java.io.IOException;
 import java.io.InputStream;
