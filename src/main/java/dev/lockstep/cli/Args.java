@@ -33,6 +33,9 @@ public final class Args {
      * @return the parsed options
      * @throws UsageException naming the offending argument
      */
+    /** Options that take no value: present means on. */
+    static final Set<String> FLAGS = Set.of("json", "allow-data-loss", "repair");
+
     public static Args parse(String command, List<String> argv, Set<String> known) {
         Map<String, String> values = new LinkedHashMap<>();
         for (int i = 0; i < argv.size(); i++) {
@@ -49,6 +52,9 @@ public final class Args {
             }
             if (!known.contains(name)) {
                 throw new UsageException(command + ": unknown option '--" + name + "'; known options: " + describeOptions(known));
+            }
+            if (value == null && FLAGS.contains(name)) {
+                value = "true";
             }
             if (value == null) {
                 if (i + 1 >= argv.size() || argv.get(i + 1).startsWith("--")) {

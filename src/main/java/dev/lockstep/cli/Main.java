@@ -23,6 +23,15 @@ public final class Main {
             "  bench          [--clients 1,8,32] [--seconds 10] [--warmup 2] [--scale 10] [--target direct|lockstep|both]",
             "                 [--capture statement|row] [--url jdbc:... --user u --password p]",
             "  bench-capture  [--single-row-tx 2000] [--bulk-tx 20] [--bulk-rows 5000] [--clients 4] [--limit-seconds 60]",
+            "  install        --config lockstep.properties [--json]   node schemas on both partners, witness schema, partnership",
+            "  attach         --config F --table name [--capture statement|row] [--json]",
+            "  status         --config F [--json]   per node: role, health; state, epoch, send queue",
+            "  failover       --config F --to mirror|primary [--json]   planned failover, no loss",
+            "  force-service  --config F --allow-data-loss [--json]",
+            "  suspend        --config F [--json]",
+            "  resume         --config F [--json]",
+            "  verify         --config F [--json]   exit code 1 when the nodes differ",
+            "  (every --config command also takes --partnership name to override the file's)",
             "  help");
 
     private Main() {
@@ -58,18 +67,31 @@ public final class Main {
                 case "bench-capture":
                     return new CaptureBenchCommand(
                             CaptureBenchCommand.Options.from(Args.parse(command, rest, CaptureBenchCommand.OPTIONS)), out).run();
+                case "install":
+                case "attach":
+                case "status":
+                case "failover":
+                case "force-service":
+                case "suspend":
+                case "resume":
+                case "verify":
+                    return new AdminCommand(command, Args.parse(command, rest, AdminCommand.options(command)), out).run();
                 case "help":
                 case "--help":
                 case "-h":
                     out.println(USAGE_TEXT);
                     return 0;
                 default:
-                    throw new Args.UsageException("unknown command '" + command + "'; commands: demo, bench, bench-capture, help");
+                    throw new Args.UsageException("unknown command '" + command + "'; commands: demo, install, attach, status,"
+                            + " failover, force-service, suspend, resume, verify, bench, bench-capture, help");
             }
         } catch (Args.UsageException e) {
             err.println("error: " + e.getMessage());
             err.println(USAGE_TEXT);
             return USAGE;
+        } catch (java.sql.SQLException e) {
+            err.println("error: " + command + " failed: " + e.getMessage() + " (SQLSTATE " + e.getSQLState() + ")");
+            return ERROR;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             err.println("error: " + command + " was interrupted");
