@@ -159,6 +159,7 @@ public final class DemoCommand {
                     sampler.scheduleAtFixedRate(new Sampler(ds, workload), SAMPLE_MILLIS, SAMPLE_MILLIS, TimeUnit.MILLISECONDS);
                     double failoverMillis = cluster.injectsFaults() ? killAndRejoin(cluster, ds, workload) : runExternal();
                     workload.stop(Duration.ofSeconds(30));
+                    awaitSynchronized(ds);
                     sampler.shutdownNow();
                     return summarise(cluster, ds, workload, failoverMillis);
                 } finally {
@@ -222,6 +223,17 @@ public final class DemoCommand {
         out.println("demo: running " + options.seconds() + " s; kill the principal from outside to see the failover");
         pace(options.seconds());
         return failovers.isEmpty() ? Double.NaN : failovers.get(0).duration().toNanos() / 1e6;
+    }
+
+    /** A mirror still catching up when the writes stop gets there quickly without them. */
+    private void awaitSynchronized(LockstepDataSource ds) throws InterruptedException {
+        if (ds.partnership().status().state() == MirroringState.SYNCHRONIZED) {
+            return;
+        }
+        out.println("demo: workload stopped; waiting for " + ds.partnership().status().mirror() + " to reach SYNCHRONIZED");
+        if (waitFor(REJOIN_LIMIT, () -> ds.partnership().status().state() == MirroringState.SYNCHRONIZED)) {
+            mark(ds.partnership().status().mirror() + " SYNCHRONIZED as mirror");
+        }
     }
 
     private Summary summarise(DemoCluster cluster, LockstepDataSource ds, TransferWorkload workload, double failoverMillis)
