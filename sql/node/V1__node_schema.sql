@@ -907,15 +907,15 @@ BEGIN
        INTO row_count, digest;
 END $$;
 
--- The query verify streams from each node: each row's primary key as JSON object text and the md5
--- of the given columns' text, ordered by the key's UTF-8 bytes, which is the order of Unicode code
--- points that the Java merge compares keys in. The caller pins the output settings capture pins.
-CREATE FUNCTION lockstep.row_hashes_query(tbl text, cols text[]) RETURNS text
+-- The query verify streams from each node: each row's key (the given key columns, the principal's
+-- primary key, as a JSON object's text) and the md5 of the given columns' text, ordered by the
+-- key's UTF-8 bytes, which is the order of Unicode code points that the Java merge compares keys
+-- in. The caller pins the output settings capture pins.
+CREATE FUNCTION lockstep.row_hashes_query(tbl text, cols text[], keys text[]) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT format('SELECT s.k, s.h FROM (SELECT jsonb_build_object(%s)::text AS k, md5(ROW(%s)::text) AS h FROM %s t) s'
                   ' ORDER BY convert_to(s.k, ''UTF8'')',
-                  (SELECT string_agg(format('%L, t.%I', k, k), ', ' ORDER BY o)
-                     FROM unnest(lockstep.key_names(tbl::regclass)) WITH ORDINALITY u(k, o)),
+                  (SELECT string_agg(format('%L, t.%I', k, k), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(k, o)),
                   lockstep.column_list(cols, 't'), lockstep.qualified(tbl::regclass))
 $$;
 

@@ -125,6 +125,19 @@ final class NodeLink implements AutoCloseable {
         }
     }
 
+    /** The table's primary key columns (raw names, in key order); empty when it has none here. */
+    List<String> keyNames(String table) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT coalesce(lockstep.key_names(to_regclass(?)), '{}')")) {
+            ps.setString(1, table);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return List.of((String[]) rs.getArray(1).getArray());
+            }
+        } catch (SQLException e) {
+            throw failure("reading the primary key", table, e);
+        }
+    }
+
     /** Row count and digest of the table over the given columns. */
     Checksum checksum(String table, List<String> columns) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("SELECT row_count, digest::text FROM lockstep.checksum(?, ?)")) {
@@ -145,13 +158,14 @@ final class NodeLink implements AutoCloseable {
 
     /**
      * Streams (key, row hash) of the table in key order, a fetch at a time, within the
-     * transaction under way.
+     * transaction under way; the key is made of the given columns (the principal's primary key).
      */
-    RowStream rowHashes(String table, List<String> columns) throws SQLException {
+    RowStream rowHashes(String table, List<String> columns, List<String> keys) throws SQLException {
         String query;
-        try (PreparedStatement ps = c.prepareStatement("SELECT lockstep.row_hashes_query(?, ?)")) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT lockstep.row_hashes_query(?, ?, ?)")) {
             ps.setString(1, table);
             ps.setArray(2, textArray(columns));
+            ps.setArray(3, textArray(keys));
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
                 query = rs.getString(1);

@@ -128,6 +128,10 @@ final class Verifier {
             if (cp.equals(cm)) {
                 return new VerifyReport.TableChecksum(table, cp.rows(), cp.digest(), cm.rows(), cm.digest());
             }
+            if (!columns.containsAll(p.keyNames(table))) {
+                // The mirror lacks a key column (a schema difference): rows cannot be matched by key.
+                return new VerifyReport.TableChecksum(table, cp.rows(), cp.digest(), cm.rows(), cm.digest());
+            }
             List<RowDifference> named = new ArrayList<>();
             long count = merge(p, m, table, columns, d -> {
                 if (named.size() < options.maxKeysPerTable()) {
@@ -187,7 +191,8 @@ final class Verifier {
         List<RepairReport.SequenceRepair> repaired = new ArrayList<>();
         Map<String, Long> onMirror = m.sequencePositions();
         for (VerifyReport.SequencePosition s : sequences(p.sequencePositions(), onMirror)) {
-            if (s.mirrorNotBehind()) {
+            // A sequence missing on the mirror is a definition difference: reported by verify, not repaired.
+            if (s.mirrorNotBehind() || !onMirror.containsKey(s.sequence())) {
                 continue;
             }
             try {
@@ -205,7 +210,8 @@ final class Verifier {
 
     private static long merge(NodeLink p, NodeLink m, String table, List<String> columns, Consumer<RowDifference> sink)
             throws SQLException {
-        try (NodeLink.RowStream ps = p.rowHashes(table, columns); NodeLink.RowStream ms = m.rowHashes(table, columns)) {
+        List<String> keys = p.keyNames(table);
+        try (NodeLink.RowStream ps = p.rowHashes(table, columns, keys); NodeLink.RowStream ms = m.rowHashes(table, columns, keys)) {
             return RowMerge.merge(ps, ms, sink);
         } catch (NodeLink.StreamFailure e) {
             throw e.getCause();

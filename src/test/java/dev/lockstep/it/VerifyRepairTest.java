@@ -174,7 +174,9 @@ class VerifyRepairTest extends OnTwoNodes {
             onMirrorBehindLockstep(pair,
                     "ALTER TABLE items ADD COLUMN note text",
                     "ALTER TABLE pairs ALTER COLUMN v TYPE bigint",
-                    "UPDATE items SET name = 'tampered' WHERE id = 5");
+                    "ALTER TABLE events DROP CONSTRAINT events_pkey",
+                    "UPDATE items SET name = 'tampered' WHERE id = 5",
+                    "UPDATE events SET note = 'tampered' WHERE id = 4");
 
             VerifyReport report = ds.partnership().verify();
             assertThat(report.identical()).isFalse();
@@ -185,11 +187,17 @@ class VerifyRepairTest extends OnTwoNodes {
             // Rows are compared over the columns both nodes have: only the tampered row differs.
             assertThat(report.table(ITEMS).orElseThrow().differences()).containsExactly(new RowDifference("{\"id\": 5}", CHANGED));
             assertThat(report.table(PAIRS).orElseThrow().identical()).isTrue();
+            // Without its primary key on the mirror, rows are still matched by the principal's key.
+            assertThat(report.schema(EVENTS)).extracting(VerifyReport.SchemaDifference::object)
+                    .containsExactlyInAnyOrder("constraint events_pkey", "index events_pkey");
+            assertThat(report.schema(EVENTS)).filteredOn(d -> d.object().equals("constraint events_pkey"))
+                    .containsExactly(new VerifyReport.SchemaDifference(EVENTS, "constraint events_pkey", "PRIMARY KEY (id)", null));
+            assertThat(report.table(EVENTS).orElseThrow().differences()).containsExactly(new RowDifference("{\"id\": 4}", CHANGED));
 
             RepairReport repair = ds.partnership().repair();
             assertThat(repair.schema()).containsExactlyInAnyOrderElementsOf(report.schema());
-            assertThat(repair.tables()).singleElement().satisfies(t -> {
-                assertThat(t.table()).isEqualTo(ITEMS);
+            assertThat(repair.tables()).extracting(RepairReport.TableRepair::table).containsExactlyInAnyOrder(EVENTS, ITEMS);
+            assertThat(repair.tables()).allSatisfy(t -> {
                 assertThat(t.repaired()).isFalse();
                 assertThat(t.skipped()).contains("definition differs");
             });
