@@ -168,6 +168,30 @@ class VerifyRepairTest extends OnTwoNodes {
     }
 
     @Test
+    void textAndTimestampKeysBeyondAsciiAreMatchedInTheSameOrderOnBothNodesAndRepaired() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("verify_keys");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE names (k text, at timestamptz, v int, PRIMARY KEY (k, at))");
+            st.execute("INSERT INTO names SELECT k, '2024-05-01 12:00:00.123456+00', 1 FROM unnest(ARRAY['a', 'Z', 'é', '\uFF21',"
+                    + " U&'\\+01F600', 'a\"b', 'ab', '']) k");
+            onMirrorBehindLockstep(pair,
+                    "UPDATE names SET v = 2 WHERE k = U&'\\+01F600'",
+                    "DELETE FROM names WHERE k = '\uFF21'",
+                    "INSERT INTO names VALUES ('zz', '2024-05-01 12:00:00+00', 3)");
+            VerifyReport report = ds.partnership().verify();
+            VerifyReport.TableChecksum names = report.table("public.names").orElseThrow();
+            assertThat(names.differences()).extracting(RowDifference::kind)
+                    .containsExactlyInAnyOrder(CHANGED, MISSING_ON_MIRROR, EXTRA_ON_MIRROR);
+            assertThat(names.keys(CHANGED)).singleElement().asString().contains("\uD83D\uDE00");
+            assertThat(names.keys(MISSING_ON_MIRROR)).singleElement().asString().contains("\uFF21");
+            assertThat(names.keys(EXTRA_ON_MIRROR)).singleElement().asString().contains("zz");
+            assertThat(ds.partnership().repair().rowsRepaired()).isEqualTo(3);
+            assertThat(ds.partnership().verify().identical()).isTrue();
+            assertSameRows(pair, "SELECT k, at, v FROM names ORDER BY k COLLATE \"C\", at");
+        }
+    }
+
+    @Test
     void aSchemaDifferenceIsNamedByObjectAndIsReportedNotRepaired() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("verify_schema");
         try (LockstepDataSource ds = startWithTables(pair)) {
