@@ -872,3 +872,164 @@ CREATE TABLE lockstep.schema_version (
 INSERT INTO lockstep.schema_version (version) VALUES (1);
 SELECT lockstep.generate_dispatcher();
 
+
+-- =================================================================================================
+-- Verify and repair (Partnership.verify / Partnership.repair).
+-- Verify compares, for every attached table, its definition (schema_facts) and a checksum over the
+-- columns both nodes have; for a table whose checksum differs it streams (key, row hash) from both
+-- nodes in one key order (row_hashes_query) and merges the streams in Java. Repair copies the
+-- principal's rows for the differing keys to the mirror (rows_by_key, then repair_rows there).
+-- Every function here only reads, except repair_rows, which runs on the mirror alone.
+-- =================================================================================================
+
+-- The primary key of a table, as raw column names in key order.
+CREATE FUNCTION lockstep.key_names(rel regclass) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+      FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+     WHERE i.indrelid = rel AND i.indisprimary
+$$;
+
+-- The listed columns of the row t, spelled as a list for ROW(...) or SELECT.
+CREATE FUNCTION lockstep.column_list(cols text[], alias text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT string_agg(alias || '.' || quote_ident(c), ', ' ORDER BY o) FROM unnest(cols) WITH ORDINALITY u(c, o)
+$$;
+
+-- Per-table checksum over the given columns only (those both nodes have): row count and an
+-- order-independent sum of row hashes, with the output settings capture pins.
+CREATE FUNCTION lockstep.checksum(tbl text, cols text[], OUT row_count bigint, OUT digest numeric)
+LANGUAGE plpgsql STABLE
+SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
+BEGIN
+    EXECUTE format('SELECT count(*), coalesce(sum((''x'' || left(md5(ROW(%s)::text), 15))::bit(60)::bigint), 0) FROM %s t',
+                   lockstep.column_list(cols, 't'), lockstep.qualified(tbl::regclass))
+       INTO row_count, digest;
+END $$;
+
+-- The query verify streams from each node: each row's key (the given key columns, the principal's
+-- primary key, as a JSON object's text) and the md5 of the given columns' text, ordered by the
+-- key's UTF-8 bytes, which is the order of Unicode code points that the Java merge compares keys
+-- in. The caller pins the output settings capture pins.
+CREATE FUNCTION lockstep.row_hashes_query(tbl text, cols text[], keys text[]) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('SELECT s.k, s.h FROM (SELECT jsonb_build_object(%s)::text AS k, md5(ROW(%s)::text) AS h FROM %s t) s'
+                  ' ORDER BY convert_to(s.k, ''UTF8'')',
+                  (SELECT string_agg(format('%L, t.%I', k, k), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(k, o)),
+                  lockstep.column_list(cols, 't'), lockstep.qualified(tbl::regclass))
+$$;
+
+-- A table's rows for the given keys (a JSON array of key objects as row_hashes_query spells
+-- them), as row text in the form capture writes and apply parses. Keys without a row are left out.
+CREATE FUNCTION lockstep.rows_by_key(tbl text, p_keys jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
+DECLARE
+    rel regclass := tbl::regclass;
+    keys text[] := lockstep.key_names(rel);
+    found jsonb;
+BEGIN
+    EXECUTE format('SELECT coalesce(jsonb_agg(t::text), ''[]'') FROM %1$s t'
+                   ' WHERE (%2$s) IN (SELECT %3$s FROM jsonb_populate_recordset(NULL::%1$s, $1) k)',
+                   lockstep.qualified(rel), lockstep.column_list(keys, 't'), lockstep.column_list(keys, 'k'))
+       INTO found USING p_keys;
+    RETURN found;
+END $$;
+
+-- Repair, on the mirror: deletes the rows with the given keys, then inserts the given rows (the
+-- principal's, as rows_by_key spells them). Runs with session_replication_role = replica, so that
+-- neither capture nor user triggers nor foreign key actions fire. Returns {deleted, inserted}.
+CREATE FUNCTION lockstep.repair_rows(tbl text, p_keys jsonb, p_rows jsonb) RETURNS bigint[]
+LANGUAGE plpgsql
+SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
+DECLARE
+    a lockstep.attached;
+    cols text;
+    deleted bigint;
+    inserted bigint;
+BEGIN
+    IF current_setting('session_replication_role') <> 'replica' THEN
+        RAISE EXCEPTION 'lockstep: repair on node % needs session_replication_role = replica',
+            (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
+    END IF;
+    SELECT * INTO a FROM lockstep.attached WHERE table_name = lockstep.qualified(tbl::regclass);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'lockstep: table % is not attached on node %', tbl,
+            (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
+    END IF;
+    EXECUTE format('DELETE FROM %1$s t USING jsonb_populate_recordset(NULL::%1$s, $1) k WHERE %2$s',
+                   a.table_name, lockstep.key_match(a, 't', 'k')) USING p_keys;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    cols := array_to_string(a.data_columns, ',');
+    EXECUTE format('INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE SELECT %2$s FROM %3$s n',
+                   a.table_name, cols, lockstep.rows_of(a, '$1', 'true')) USING p_rows;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    RETURN ARRAY[deleted, inserted];
+END $$;
+
+-- Repair acts on a node only while it holds the expected role at the coordinator's epoch and, on
+-- the principal, only while it records its mirror SYNCHRONIZED (a mirror that is behind catches
+-- up from the journal instead). Reading node_state takes the shared lock that a role change waits
+-- for, so no repair straddles a role change (invariant I4).
+CREATE FUNCTION lockstep.require_repair_role(p_role text, p_epoch bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+BEGIN
+    SELECT * INTO s FROM lockstep.node_state;
+    IF s.role <> p_role OR s.epoch <> p_epoch THEN
+        RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %; repair expected it % at epoch %',
+            s.node_name, s.role, s.epoch, p_role, p_epoch USING ERRCODE = '25006';
+    END IF;
+    IF p_role = 'principal' AND s.mirroring_state <> 'SYNCHRONIZED' THEN
+        RAISE EXCEPTION 'lockstep: principal % records its mirror %; repair needs a SYNCHRONIZED mirror (catch-up brings a mirror that is behind)',
+            s.node_name, s.mirroring_state USING ERRCODE = '55000';
+    END IF;
+END $$;
+
+-- What verify compares of a table's definition on both nodes: one row per object (the table, each
+-- column, the column order, each constraint, index and user trigger, the attachment) with its
+-- definition. No rows when the table does not exist here.
+CREATE FUNCTION lockstep.schema_facts(tbl text) RETURNS TABLE (object text, definition text)
+LANGUAGE sql STABLE AS $$
+    WITH rel AS (SELECT c.oid, c.relkind, c.relpersistence FROM pg_class c WHERE c.oid = to_regclass(tbl))
+    SELECT 'table', CASE rel.relkind WHEN 'p' THEN 'partitioned table' WHEN 'r' THEN 'table' ELSE 'relkind ' || rel.relkind::text END
+                    || CASE rel.relpersistence WHEN 'u' THEN ', unlogged' WHEN 't' THEN ', temporary' ELSE '' END
+      FROM rel
+    UNION ALL
+    SELECT 'column ' || quote_ident(a.attname),
+           format_type(a.atttypid, a.atttypmod)
+           || CASE WHEN a.attcollation <> ty.typcollation THEN ' COLLATE ' || quote_ident(co.collname) ELSE '' END
+           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+           || CASE a.attidentity WHEN 'a' THEN ' GENERATED ALWAYS AS IDENTITY'
+                                 WHEN 'd' THEN ' GENERATED BY DEFAULT AS IDENTITY' ELSE '' END
+           || CASE WHEN a.attgenerated <> '' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(d.adbin, d.adrelid) || ')'
+                   WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid) ELSE '' END
+      FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
+      JOIN pg_type ty ON ty.oid = a.atttypid
+      LEFT JOIN pg_collation co ON co.oid = a.attcollation
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    UNION ALL
+    SELECT 'column order', string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+      FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
+    HAVING count(*) > 0
+    UNION ALL
+    SELECT 'constraint ' || quote_ident(c.conname), pg_get_constraintdef(c.oid)
+      FROM rel JOIN pg_constraint c ON c.conrelid = rel.oid
+    UNION ALL
+    SELECT 'index ' || quote_ident(i.relname), pg_get_indexdef(i.oid)
+      FROM rel JOIN pg_index x ON x.indrelid = rel.oid JOIN pg_class i ON i.oid = x.indexrelid
+    UNION ALL
+    SELECT 'trigger ' || quote_ident(g.tgname), pg_get_triggerdef(g.oid)
+           || CASE g.tgenabled WHEN 'D' THEN ' (disabled)' WHEN 'R' THEN ' (enabled replica)' WHEN 'A' THEN ' (enabled always)' ELSE '' END
+      FROM rel JOIN pg_trigger g ON g.tgrelid = rel.oid AND NOT g.tgisinternal
+    UNION ALL
+    SELECT 'attachment', 'attached, ' || a.capture_mode || ' capture' FROM lockstep.attached a WHERE a.table_name = tbl
+$$;
+
+-- The columns of a table in order, raw names; empty when it does not exist here.
+CREATE FUNCTION lockstep.column_names(tbl text) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}')
+      FROM pg_attribute a WHERE a.attrelid = to_regclass(tbl) AND a.attnum > 0 AND NOT a.attisdropped
+$$;

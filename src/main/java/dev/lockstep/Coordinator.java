@@ -329,6 +329,21 @@ final class Coordinator implements AutoCloseable {
         return connectDirect(config, node, extra);
     }
 
+    /**
+     * A connection for verify and repair: every statement has the given deadline and lock wait
+     * (server side) and the socket a margin beyond it; output settings are pinned as capture pins
+     * them; to the mirror, capture and user triggers are off so that repair writes only rows.
+     */
+    Connection connectForVerify(NodeConfig node, boolean toMirror, java.time.Duration statementTimeout,
+                                java.time.Duration lockTimeout) throws SQLException {
+        Properties extra = new Properties();
+        extra.setProperty("options", "-c statement_timeout=" + statementTimeout.toMillis() + " -c lock_timeout=" + lockTimeout.toMillis()
+                + " -c extra_float_digits=3 -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c bytea_output=hex"
+                + (toMirror ? " -c session_replication_role=replica" : ""));
+        extra.setProperty("socketTimeout", Long.toString((statementTimeout.toMillis() + 999) / 1000 + 5));
+        return connectDirect(config, node, extra);
+    }
+
     static Connection connectDirect(LockstepConfig config, NodeConfig node) throws SQLException {
         return connectDirect(config, node, new Properties());
     }

@@ -186,32 +186,81 @@ public final class Partnership {
     }
 
     /**
-     * Compares every attached table (row count and an order-independent digest of its rows) and
-     * every sequence they draw from on both nodes. Meaningful at a quiescent point.
+     * Verifies the partnership with {@link VerifyOptions#defaults()}; see {@link #verify(VerifyOptions)}.
      *
      * @return the comparison
+     * @throws SQLException as {@link #verify(VerifyOptions)}
      */
     public VerifyReport verify() throws SQLException {
-        List<VerifyReport.TableChecksum> tables = new ArrayList<>();
-        for (String table : attachedTables()) {
-            String sql = "SELECT row_count, digest::text FROM lockstep.checksum('" + table.replace("'", "''") + "')";
-            Map<String, Object> p = query(coordinator.principalPool(), sql).get(0);
-            Map<String, Object> m = query(coordinator.mirrorPool(), sql).get(0);
-            tables.add(new VerifyReport.TableChecksum(table, (Long) p.get("row_count"), (String) p.get("digest"),
-                    (Long) m.get("row_count"), (String) m.get("digest")));
-        }
-        String seqSql = "SELECT s, lockstep.sequence_position(s) AS pos FROM"
-                + " (SELECT DISTINCT unnest(sequences) AS s FROM lockstep.attached) x ORDER BY 1";
-        Map<String, Long> mirrorPositions = new LinkedHashMap<>();
-        for (Map<String, Object> row : query(coordinator.mirrorPool(), seqSql)) {
-            mirrorPositions.put((String) row.get("s"), (Long) row.get("pos"));
-        }
-        List<VerifyReport.SequencePosition> sequences = new ArrayList<>();
-        for (Map<String, Object> row : query(coordinator.principalPool(), seqSql)) {
-            String s = (String) row.get("s");
-            sequences.add(new VerifyReport.SequencePosition(s, (Long) row.get("pos"), mirrorPositions.get(s)));
-        }
-        return new VerifyReport(tables, sequences);
+        return verify(VerifyOptions.defaults());
+    }
+
+    /**
+     * Compares both nodes: for every attached table its definition (columns with type,
+     * nullability and default, column order, constraints including the primary key, indexes,
+     * user triggers, attachment), its row count and an order-independent digest of its rows; for
+     * a table whose digest differs, every differing primary key, classified as
+     * {@link dev.lockstep.core.RowDifference.Kind#CHANGED CHANGED},
+     * {@link dev.lockstep.core.RowDifference.Kind#MISSING_ON_MIRROR MISSING_ON_MIRROR} or
+     * {@link dev.lockstep.core.RowDifference.Kind#EXTRA_ON_MIRROR EXTRA_ON_MIRROR} (at most
+     * {@link VerifyOptions#maxKeysPerTable()} named, all counted); and every sequence the tables
+     * draw from (the mirror must not be behind, invariant I3).
+     *
+     * <p>Each table is read in one snapshot per node, the two snapshots taken moments apart, and
+     * rows are compared by streaming both nodes' (key, row hash) in key order, so memory stays
+     * bounded. Nothing is locked: the result is exact at a quiescent point; while transactions
+     * commit, a table they write may show differences that are only in flight.
+     * {@link #repair(VerifyOptions)} compares under locks.
+     *
+     * @param options the cap on keys named per table and the deadlines
+     * @return the comparison
+     * @throws SQLException with the node's SQLSTATE and a message naming the node and table when
+     *                      a node fails or cannot be reached (08001), or a statement exceeds its
+     *                      deadline (57014)
+     */
+    public VerifyReport verify(VerifyOptions options) throws SQLException {
+        return new Verifier(coordinator, options).verify();
+    }
+
+    /**
+     * Repairs with {@link VerifyOptions#defaults()}; see {@link #repair(VerifyOptions)}.
+     *
+     * @return what was repaired
+     * @throws SQLException as {@link #repair(VerifyOptions)}
+     */
+    public RepairReport repair() throws SQLException {
+        return repair(VerifyOptions.defaults());
+    }
+
+    /**
+     * Makes the mirror's copy equal to the principal's, as SQL Server's automatic page repair
+     * replaces a damaged page from the partner: for each attached table whose rows differ, the
+     * principal's copy is locked in SHARE mode (its writers wait, so no commit races the repair;
+     * the wait for the lock is bounded by {@link VerifyOptions#lockTimeout()}), the mirror's in
+     * EXCLUSIVE mode, the differing keys are found as {@link #verify(VerifyOptions)} finds them,
+     * and in one mirror transaction per table the mirror's rows for those keys are deleted and the
+     * principal's copied in, with {@code session_replication_role = replica} so that no capture,
+     * user trigger or foreign key action fires. Mirror sequences that are behind are moved to the
+     * principal's position.
+     *
+     * <p>Definitions are reported, never repaired: a table whose definition differs between the
+     * nodes (a column, type, constraint, index or trigger, or a table missing on one node) is left
+     * alone and listed as skipped; make the definitions agree (DDL through the data source, or on
+     * the node that is wrong), then repair again. Repair needs a SYNCHRONIZED partnership: a
+     * mirror that is behind is caught up from the journal, not repaired. Each table is repaired in
+     * its own transaction, so a failure leaves the tables before it repaired and the rest as they
+     * were. Verify afterwards to confirm.
+     *
+     * @param options the deadlines (the key cap does not apply: every differing key is repaired)
+     * @return what was repaired, skipped and left as a schema difference
+     * @throws SQLException 55000 unless the partnership is SYNCHRONIZED; 25006 when a node no
+     *                      longer holds its role at this coordinator's epoch; 55P03 when a table's
+     *                      lock was not granted within the lock timeout; XX001 when a table changed
+     *                      under the repair (that table is left as it was); any node failure with
+     *                      its SQLSTATE; each message names the node and the table
+     */
+    public RepairReport repair(VerifyOptions options) throws SQLException {
+        return new Verifier(coordinator, options).repair();
     }
 
     /**
