@@ -5,6 +5,7 @@ import dev.lockstep.LockstepDataSource;
 import dev.lockstep.MirroringStatistics;
 import dev.lockstep.NodeConfig;
 import dev.lockstep.PartnershipStatus;
+import dev.lockstep.RepairReport;
 import dev.lockstep.VerifyReport;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipRecord;
@@ -67,6 +68,7 @@ public final class AdminCommand {
             case "attach" -> Set.of("table", "capture");
             case "failover" -> Set.of("to");
             case "force-service" -> Set.of("allow-data-loss");
+            case "verify" -> Set.of("repair");
             default -> Set.of();
         };
         return java.util.stream.Stream.concat(COMMON.stream(), extra.stream()).collect(Collectors.toUnmodifiableSet());
@@ -75,7 +77,7 @@ public final class AdminCommand {
     /**
      * Runs the command.
      *
-     * @return 0 on success, 1 when verify found differences
+     * @return 0 on success, 1 when verify found differences (left after {@code --repair})
      * @throws SQLException          when a node or the witness refused or failed (the message says which)
      * @throws Args.UsageException   on a bad command line or configuration
      */
@@ -127,16 +129,41 @@ public final class AdminCommand {
             case "resume" -> record(result, ds.partnership().resume());
             case "verify" -> {
                 VerifyReport report = ds.partnership().verify();
-                result.put("identical", report.identical());
-                result.put("tables", report.tables().stream().map(t -> t.table() + (t.identical() ? " identical" : " DIFFERENT: "
-                        + t.principalRows() + " rows on the principal, " + t.mirrorRows() + " on the mirror")).toList());
-                result.put("sequences_behind", report.sequences().stream().filter(s -> !s.mirrorNotBehind())
-                        .map(VerifyReport.SequencePosition::sequence).toList());
-                return report.identical() ? 0 : 1;
+                describe(report, result);
+                if (!args.has("repair") || report.identical()) {
+                    return report.identical() ? 0 : 1;
+                }
+                RepairReport repair = ds.partnership().repair();
+                result.put("repaired_rows", repair.rowsRepaired());
+                result.put("repaired", repair.tables().stream().map(t -> t.table() + (t.skipped() != null ? " skipped: " + t.skipped()
+                        : " " + t.changed() + " changed, " + t.missing() + " missing, " + t.extra() + " extra")).toList());
+                result.put("sequences_advanced", repair.sequences().stream().map(q -> q.sequence() + " " + q.from() + " -> " + q.to())
+                        .toList());
+                VerifyReport after = ds.partnership().verify();
+                result.put("identical_after_repair", after.identical());
+                return after.identical() ? 0 : 1;
             }
             default -> throw new Args.UsageException("unknown command '" + command + "'");
         }
         return 0;
+    }
+
+    private static void describe(VerifyReport report, Map<String, Object> result) {
+        result.put("identical", report.identical());
+        result.put("tables", report.tables().stream().map(t -> t.table() + (t.identical() ? " identical" : " DIFFERENT: "
+                + t.principalRows() + " rows on the principal, " + t.mirrorRows() + " on the mirror")).toList());
+        List<String> keys = new java.util.ArrayList<>();
+        for (VerifyReport.TableChecksum t : report.tables()) {
+            t.differences().forEach(d -> keys.add(t.table() + " " + d.key() + " " + d.kind()));
+            if (t.differencesCapped()) {
+                keys.add(t.table() + ": " + t.differenceCount() + " differing keys in all");
+            }
+        }
+        result.put("differing_keys", keys);
+        result.put("sequences_behind", report.sequences().stream().filter(s -> !s.mirrorNotBehind())
+                .map(s -> s.sequence() + " principal " + s.principal() + " mirror " + s.mirror()).toList());
+        result.put("schema_differences", report.schema().stream().map(d -> d.table() + " " + d.object() + ": principal "
+                + d.principal() + ", mirror " + d.mirror()).toList());
     }
 
     private void status(LockstepDataSource ds, Map<String, Object> result) throws InterruptedException {

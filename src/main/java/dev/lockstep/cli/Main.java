@@ -30,7 +30,7 @@ public final class Main {
             "  force-service  --config F --allow-data-loss [--json]",
             "  suspend        --config F [--json]",
             "  resume         --config F [--json]",
-            "  verify         --config F [--json]   exit code 1 when the nodes differ",
+            "  verify         --config F [--repair] [--json]   names differing keys, sequences, schema; exit code 1 when they differ",
             "  (every --config command also takes --partnership name to override the file's)",
             "  help");
 

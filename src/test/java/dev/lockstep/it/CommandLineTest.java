@@ -130,7 +130,10 @@ class CommandLineTest extends OnTwoNodesAndWitness {
         }
         Run differs = lockstep("verify", "--config", config, "--json");
         assertThat(differs.code()).as(differs.all()).isEqualTo(1);
-        assertThat(differs.out()).contains("\"identical\":false", "public.acct DIFFERENT");
+        assertThat(differs.out()).contains("\"identical\":false", "public.acct DIFFERENT", "public.acct {\\\"id\\\": 3} CHANGED");
+        Run repaired = lockstep("verify", "--config", config, "--repair");
+        assertThat(repaired.code()).as(repaired.all()).isZero();
+        assertThat(repaired.out()).contains("repaired: public.acct 1 changed, 0 missing, 0 extra", "identical_after_repair: true");
     }
 
     @Test
