@@ -502,6 +502,40 @@ final class Coordinator implements AutoCloseable {
         }
     }
 
+    /**
+     * HIGH_PERFORMANCE: starts shipping the journal to the mirror in the background unless it is
+     * under way or failed less than a few heartbeats ago. The monitor calls it while the mirror is
+     * reachable.
+     */
+    void shipSoon() {
+        if (System.nanoTime() - nextCatchUpNanos < 0 || !catchingUp.compareAndSet(false, true)) {
+            return;
+        }
+        Topology t = topology.get();
+        try {
+            catchUpThread.execute(() -> {
+                try {
+                    new Shipper(this).run(t);
+                } catch (SQLException | RuntimeException e) {
+                    nextCatchUpNanos = System.nanoTime() + config.heartbeatInterval().toNanos() * 5;
+                    LOG.warn("lockstep: partnership {}: shipping to mirror {} stopped; retrying later: {}", config.partnership(),
+                            t.mirror.name(), e.getMessage());
+                } finally {
+                    catchingUp.set(false);
+                }
+            });
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            catchingUp.set(false);
+        }
+    }
+
+    /** Whether the journal should be shipped now: HIGH_PERFORMANCE, and the mirror is neither suspended nor lost. */
+    boolean shippingWanted() {
+        PartnershipMonitor m = monitor;
+        return m != null && config.mode() == dev.lockstep.core.OperatingMode.HIGH_PERFORMANCE
+                && m.record().state() == MirroringState.SYNCHRONIZING;
+    }
+
     private void caughtUp(PartnershipRecord record) {
         PartnershipMonitor m = monitor;
         if (m != null) {
@@ -674,7 +708,7 @@ final class Coordinator implements AutoCloseable {
         Duration deadline = config.heartbeatInterval().compareTo(config.remoteCallTimeout()) < 0
                 ? config.heartbeatInterval() : config.remoteCallTimeout();
         try {
-            if (state == MirroringState.SYNCHRONIZED) {
+            if (state == MirroringState.SYNCHRONIZED && config.mode() != dev.lockstep.core.OperatingMode.HIGH_PERFORMANCE) {
                 // In lockstep the mirror holds whatever the principal holds.
                 try (Connection c = measuring(t.principalPool, deadline)) {
                     mirrorHolds = JournalBacklog.last(c, deadline);

@@ -165,7 +165,7 @@ public final class LockstepConfig {
             try {
                 b.mode(OperatingMode.valueOf(p.getProperty("mode").trim()));
             } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException("invalid setting 'mode': one of HIGH_SAFETY_AUTOMATIC_FAILOVER, HIGH_SAFETY;"
+                throw new IllegalArgumentException("invalid setting 'mode': one of HIGH_SAFETY_AUTOMATIC_FAILOVER, HIGH_SAFETY, HIGH_PERFORMANCE;"
                         + " got " + p.getProperty("mode"), e);
             }
         }
@@ -311,8 +311,9 @@ public final class LockstepConfig {
             if (mode == OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER && witness == null) {
                 throw invalid("mode", "HIGH_SAFETY_AUTOMATIC_FAILOVER needs a witness (set witness.url)", mode);
             }
-            if (mode == OperatingMode.HIGH_PERFORMANCE) {
-                throw invalid("mode", "HIGH_PERFORMANCE (asynchronous mirroring) is not available yet", mode);
+            if (mode == OperatingMode.HIGH_PERFORMANCE && witness != null) {
+                throw invalid("mode", "HIGH_PERFORMANCE (asynchronous) runs without a witness, as SQL Server advises"
+                        + " (WITNESS OFF): failover is forced service only; remove witness.url", mode);
             }
             if (witness != null && (witness.name().equals(principal.name()) || witness.name().equals(mirror.name()))) {
                 throw invalid("witness.name", "must differ from the partners' names", witness.name());

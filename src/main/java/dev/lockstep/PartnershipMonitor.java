@@ -4,6 +4,7 @@ import dev.lockstep.commit.CommitProtocol;
 import dev.lockstep.commit.PrincipalState;
 import dev.lockstep.core.ExposedLease;
 import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.OperatingMode;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.core.QuorumRules;
@@ -396,6 +397,10 @@ final class PartnershipMonitor implements AutoCloseable {
             LOG.info("lockstep: partnership {} at epoch {} (no witness): {}", config.partnership(), t.epoch, action);
         }
         lastAction = action;
+        if (config.mode() == OperatingMode.HIGH_PERFORMANCE) {
+            tickHighPerformance(t, mirror, seen, action, started);
+            return;
+        }
         if (action == QuorumRules.Action.RUN_EXPOSED && record.state() == MirroringState.SYNCHRONIZED && seen != null) {
             try (Connection c = principalConnection(t)) {
                 if (PrincipalState.recordIf(c, t.epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout())) {
@@ -412,6 +417,39 @@ final class PartnershipMonitor implements AutoCloseable {
             if (started - localChangeNanos >= 0) {
                 followRecordWithoutWitness(t.epoch);
             }
+        }
+    }
+
+    /**
+     * HIGH_PERFORMANCE: the principal always commits alone and records its mirror SYNCHRONIZING
+     * while it is reachable (the shipper applies the journal to it) or DISCONNECTED while it is
+     * not; SUSPENDED stops the shipping. A returning old principal is demoted first.
+     */
+    private void tickHighPerformance(Coordinator.Topology t, PartnerHealth mirror, PrincipalState.Seen seen,
+                                     QuorumRules.Action action, long started) throws SQLException {
+        MirroringState now = record.state();
+        if (action == QuorumRules.Action.RUN_EXPOSED && seen != null && now != MirroringState.SUSPENDED) {
+            MirroringState wanted = mirror == PartnerHealth.UP ? MirroringState.SYNCHRONIZING : MirroringState.DISCONNECTED;
+            if (wanted != now) {
+                if (wanted == MirroringState.SYNCHRONIZING && now == MirroringState.DISCONNECTED) {
+                    demoteIfReturned(t);
+                }
+                try (Connection c = principalConnection(t)) {
+                    if (PrincipalState.recordIf(c, t.epoch, wanted, seen, config.remoteCallTimeout())) {
+                        LOG.info("lockstep: partnership {} (high performance): mirror {} is {}", config.partnership(),
+                                t.mirror.name(), wanted);
+                        record = record.withState(wanted);
+                    }
+                }
+            }
+        }
+        synchronized (pathLock) {
+            if (started - localChangeNanos >= 0) {
+                followRecordWithoutWitness(t.epoch);
+            }
+        }
+        if (record.state() == MirroringState.SYNCHRONIZING && mirror == PartnerHealth.UP) {
+            coordinator.shipSoon();
         }
     }
 

@@ -296,4 +296,50 @@ public final class JournalReplay {
         principal.rollback();
         principal.setAutoCommit(true);
     }
+
+    /**
+     * For continuous shipping (HIGH_PERFORMANCE): the positions of the records the mirror lacks,
+     * from the last settled position on. A new position is settled first when the journal grew:
+     * the principal's role lock for a moment (at most {@code lockWait}; writers under way finish,
+     * new ones wait that long at most), so that every record below it is committed or rolled back
+     * for good, and the next call scans from there. When writers hold the lock longer the scan
+     * still runs, from the old position. Call {@link #replay} with the result before the next call.
+     *
+     * @param epoch    the principal's epoch
+     * @param lockWait how long to wait for writers under way
+     * @return the positions, in order
+     */
+    public List<Key> unshipped(long epoch, Duration lockWait) throws SQLException {
+        Key settled = null;
+        if (grewSince(shipFrom, epoch)) {
+            try {
+                settleStart(epoch, lockWait);
+                settled = floor;
+            } catch (SQLException e) {
+                if (!"55P03".equals(e.getSQLState())) {
+                    throw e;
+                }
+            }
+        }
+        List<Key> missing = new ArrayList<>();
+        scan(shipFrom, missing);
+        if (settled != null) {
+            shipFrom = settled;
+        }
+        return missing;
+    }
+
+    /** Where {@link #unshipped} scans from: below it, the mirror holds every record there is. */
+    private Key shipFrom = START;
+
+    private boolean grewSince(Key from, long epoch) throws SQLException {
+        if (from.epoch() != epoch) {
+            return true;
+        }
+        try (Statement st = principal.createStatement();
+             ResultSet rs = st.executeQuery("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep.journal_seq")) {
+            rs.next();
+            return rs.getLong(1) + 1 > from.seq();
+        }
+    }
 }

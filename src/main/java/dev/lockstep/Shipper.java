@@ -1,0 +1,66 @@
+package dev.lockstep;
+
+import dev.lockstep.commit.JournalReplay;
+import dev.lockstep.jdbc.SqlStates;
+
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.util.List;
+
+/**
+ * HIGH_PERFORMANCE mode's log shipping: the principal commits alone and this applies its journal
+ * to the mirror continuously, in the principal's order (epoch, seq), the records the mirror lacks
+ * from a position below which nothing can still be in flight. It runs until the mirror fails, the
+ * epoch changes, shipping is no longer wanted (suspended) or the coordinator closes. One
+ * coordinator at a time ships (the catch-up claim on the principal).
+ */
+final class Shipper {
+
+    /** How long settling a position may hold new writers at their first write. */
+    static final Duration SETTLE_WAIT = Duration.ofMillis(50);
+
+    private final Coordinator coordinator;
+
+    Shipper(Coordinator coordinator) {
+        this.coordinator = coordinator;
+    }
+
+    /**
+     * Ships until told to stop.
+     *
+     * @param t the roles and epoch to ship in
+     * @throws SQLException when a node fails; the caller tries again later
+     */
+    void run(Coordinator.Topology t) throws SQLException {
+        LockstepConfig config = coordinator.config();
+        try (Connection p = coordinator.connectForCatchUp(t.principal, false);
+             Connection m = coordinator.connectForCatchUp(t.mirror, true)) {
+            if (!JournalReplay.claim(p, config.partnership())) {
+                return;
+            }
+            if (JournalReplay.preparedOn(m, config.partnership()) > 0) {
+                throw SqlStates.error(SqlStates.NOT_READY, "lockstep: mirror node " + t.mirror.name() + " of partnership "
+                        + config.partnership() + " holds transactions in doubt; in-doubt resolution settles them before shipping", null);
+            }
+            JournalReplay replay = new JournalReplay(p, m, config.remoteCallTimeout());
+            long idle = Math.max(20, config.heartbeatInterval().toMillis() / 4);
+            while (!Thread.currentThread().isInterrupted() && coordinator.topology() == t && coordinator.shippingWanted()) {
+                List<JournalReplay.Key> keys = replay.unshipped(t.epoch, SETTLE_WAIT);
+                if (keys.isEmpty()) {
+                    pause(idle);
+                } else {
+                    coordinator.telemetry().replayed(replay.replay(keys));
+                }
+            }
+        }
+    }
+
+    private static void pause(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}
