@@ -135,7 +135,9 @@ final class Coordinator implements AutoCloseable {
         this.witnessPool = witnessPool;
         this.witness = witness;
         this.telemetry = new Telemetry(config);
-        this.background = Executors.newScheduledThreadPool(witness == null ? 4 : 5,
+        // Probes of each node, the monitor's tick, the resolver and the telemetry's watch: one
+        // thread each, so that a frozen node holding one of them never starves the others.
+        this.background = Executors.newScheduledThreadPool(witness == null ? 5 : 6,
                 daemonThreads("lockstep-" + config.partnership()));
         this.catchUpThread = Executors.newSingleThreadExecutor(daemonThreads("lockstep-" + config.partnership() + "-catch-up"));
     }
@@ -242,7 +244,33 @@ final class Coordinator implements AutoCloseable {
      * for a commit under way, 40003.
      */
     void adopt(PartnershipRecord record) {
-        adopt(record, LockstepEvent.FailoverKind.FOLLOWED, Duration.ZERO);
+        RoleChangeUnderWay mine = roleChangeUnderWay;
+        if (mine != null) {
+            // This coordinator's own planned or forced change, seen at the witness before its call returned.
+            adopt(record, mine.kind(), Duration.ofNanos(System.nanoTime() - mine.startedNanos()));
+        } else {
+            adopt(record, LockstepEvent.FailoverKind.FOLLOWED, Duration.ZERO);
+        }
+    }
+
+    /** A planned or forced role change this coordinator has asked the witness for. */
+    private record RoleChangeUnderWay(LockstepEvent.FailoverKind kind, long startedNanos) {
+    }
+
+    private volatile RoleChangeUnderWay roleChangeUnderWay;
+
+    private <T> T changingRoles(LockstepEvent.FailoverKind kind, RoleChange<T> change) throws SQLException {
+        roleChangeUnderWay = new RoleChangeUnderWay(kind, System.nanoTime());
+        try {
+            return change.run();
+        } finally {
+            roleChangeUnderWay = null;
+        }
+    }
+
+    @FunctionalInterface
+    private interface RoleChange<T> {
+        T run() throws SQLException;
     }
 
     /**
@@ -529,6 +557,11 @@ final class Coordinator implements AutoCloseable {
         }
     }
 
+    /** Whether a catch-up or the shipper runs now. */
+    boolean shipping() {
+        return catchingUp.get();
+    }
+
     /** Whether the journal should be shipped now: HIGH_PERFORMANCE, and the mirror is neither suspended nor lost. */
     boolean shippingWanted() {
         PartnershipMonitor m = monitor;
@@ -589,6 +622,10 @@ final class Coordinator implements AutoCloseable {
 
     /** Planned failover to the named node; this coordinator follows at once. */
     PartnershipRecord plannedFailover(String newPrincipal) throws SQLException {
+        return changingRoles(LockstepEvent.FailoverKind.PLANNED, () -> plannedFailoverNow(newPrincipal));
+    }
+
+    private PartnershipRecord plannedFailoverNow(String newPrincipal) throws SQLException {
         if (witness == null) {
             throw SqlStates.error(SqlStates.NOT_SUPPORTED, "lockstep: planned failover of partnership " + config.partnership()
                     + " needs a witness (set witness.url); without one, roles are changed by reconfiguring the nodes", null);
@@ -663,6 +700,10 @@ final class Coordinator implements AutoCloseable {
 
     /** Forced service onto the mirror; this coordinator follows at once. */
     PartnershipRecord forceService(boolean allowDataLoss) throws SQLException {
+        return changingRoles(LockstepEvent.FailoverKind.FORCED, () -> forceServiceNow(allowDataLoss));
+    }
+
+    private PartnershipRecord forceServiceNow(boolean allowDataLoss) throws SQLException {
         PartnershipMonitor m = monitor;
         Topology t = topology.get();
         long started = System.nanoTime();
@@ -720,7 +761,11 @@ final class Coordinator implements AutoCloseable {
                     mirrorHolds = JournalBacklog.last(c, deadline);
                 }
             }
-            JournalBacklog.Position holds = mirrorHolds != null ? mirrorHolds : JournalBacklog.Position.START;
+            JournalBacklog.Position holds = mirrorHolds;
+            if (holds == null) {
+                // Not known until the mirror was seen (or the partnership synchronized) once.
+                return null;
+            }
             try (Connection c = measuring(t.principalPool, deadline)) {
                 return JournalBacklog.beyond(c, holds, deadline);
             }

@@ -429,11 +429,10 @@ final class PartnershipMonitor implements AutoCloseable {
                                      QuorumRules.Action action, long started) throws SQLException {
         MirroringState now = record.state();
         if (action == QuorumRules.Action.RUN_EXPOSED && seen != null && now != MirroringState.SUSPENDED) {
-            MirroringState wanted = mirror == PartnerHealth.UP ? MirroringState.SYNCHRONIZING : MirroringState.DISCONNECTED;
+            // A mirror only SUSPECT keeps its state: a flap would restart the shipping for nothing.
+            MirroringState wanted = mirror == PartnerHealth.UP ? MirroringState.SYNCHRONIZING
+                    : mirror == PartnerHealth.FAILED ? MirroringState.DISCONNECTED : now;
             if (wanted != now) {
-                if (wanted == MirroringState.SYNCHRONIZING && now == MirroringState.DISCONNECTED) {
-                    demoteIfReturned(t);
-                }
                 try (Connection c = principalConnection(t)) {
                     if (PrincipalState.recordIf(c, t.epoch, wanted, seen, config.remoteCallTimeout())) {
                         LOG.info("lockstep: partnership {} (high performance): mirror {} is {}", config.partnership(),
@@ -448,7 +447,9 @@ final class PartnershipMonitor implements AutoCloseable {
                 followRecordWithoutWitness(t.epoch);
             }
         }
-        if (record.state() == MirroringState.SYNCHRONIZING && mirror == PartnerHealth.UP) {
+        if (record.state() == MirroringState.SYNCHRONIZING && mirror == PartnerHealth.UP && !coordinator.shipping()) {
+            // A returning old principal (after a forced service, say) is made mirror before anything ships to it.
+            demoteIfReturned(t);
             coordinator.shipSoon();
         }
     }

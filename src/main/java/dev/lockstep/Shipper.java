@@ -5,7 +5,6 @@ import dev.lockstep.jdbc.SqlStates;
 
 import java.sql.Connection;
 import java.sql.SQLException;
-import java.time.Duration;
 import java.util.List;
 
 /**
@@ -16,9 +15,6 @@ import java.util.List;
  * coordinator at a time ships (the catch-up claim on the principal).
  */
 final class Shipper {
-
-    /** How long settling a position may hold new writers at their first write. */
-    static final Duration SETTLE_WAIT = Duration.ofMillis(50);
 
     private final Coordinator coordinator;
 
@@ -34,11 +30,17 @@ final class Shipper {
      */
     void run(Coordinator.Topology t) throws SQLException {
         LockstepConfig config = coordinator.config();
-        try (Connection p = coordinator.connectForCatchUp(t.principal, false);
-             Connection m = coordinator.connectForCatchUp(t.mirror, true)) {
+        try (Connection p = coordinator.connectForCatchUp(t.principal, false)) {
             if (!JournalReplay.claim(p, config.partnership())) {
                 return;
             }
+            ship(t, p);
+        }
+    }
+
+    private void ship(Coordinator.Topology t, Connection p) throws SQLException {
+        LockstepConfig config = coordinator.config();
+        try (Connection m = coordinator.connectForCatchUp(t.mirror, true)) {
             if (JournalReplay.preparedOn(m, config.partnership()) > 0) {
                 throw SqlStates.error(SqlStates.NOT_READY, "lockstep: mirror node " + t.mirror.name() + " of partnership "
                         + config.partnership() + " holds transactions in doubt; in-doubt resolution settles them before shipping", null);
@@ -46,7 +48,7 @@ final class Shipper {
             JournalReplay replay = new JournalReplay(p, m, config.remoteCallTimeout());
             long idle = Math.max(20, config.heartbeatInterval().toMillis() / 4);
             while (!Thread.currentThread().isInterrupted() && coordinator.topology() == t && coordinator.shippingWanted()) {
-                List<JournalReplay.Key> keys = replay.unshipped(t.epoch, SETTLE_WAIT);
+                List<JournalReplay.Key> keys = replay.unshipped(t.epoch);
                 if (keys.isEmpty()) {
                     pause(idle);
                 } else {

@@ -110,7 +110,9 @@ final class Telemetry implements CommitTimings, AutoCloseable {
     /** A role change this coordinator made or followed. */
     void failover(FailoverKind kind, long fromEpoch, long toEpoch, String principal, String mirror, Duration took) {
         failovers.get(kind).increment();
-        lastFailover = took;
+        if (kind != FailoverKind.FOLLOWED) {
+            lastFailover = took;
+        }
         emit(new LockstepEvent.Failover(partnership, clock.instant(), kind, fromEpoch, toEpoch, principal, mirror, took));
     }
 
@@ -156,7 +158,7 @@ final class Telemetry implements CommitTimings, AutoCloseable {
      */
     synchronized void observe(long epoch, MirroringState state, JournalBacklog.Backlog queue) {
         long now = System.nanoTime();
-        if (lastState != null && (state != lastState || epoch != lastEpoch)) {
+        if (lastState != null && state != lastState) {
             emit(new LockstepEvent.MirroringStateChanged(partnership, clock.instant(), epoch, lastState, state));
         }
         lastState = state;

@@ -108,7 +108,7 @@ public final class AdminCommand {
                         ? dev.lockstep.CaptureMode.ROW : dev.lockstep.CaptureMode.STATEMENT);
                 result.put("attached", ds.partnership().attachedTables());
             }
-            case "status" -> status(ds, result);
+            case "status" -> status(ds, config, result);
             case "failover" -> {
                 String to = args.choice("to", null, Set.of("mirror", "primary"));
                 if (to == null) {
@@ -122,7 +122,7 @@ public final class AdminCommand {
                 if (!args.has("allow-data-loss")) {
                     throw new Args.UsageException("force-service may lose what the mirror lacks: give --allow-data-loss to confirm");
                 }
-                awaitFirstProbes(ds);
+                awaitFirstProbes(ds, config);
                 record(result, ds.partnership().forceService(true));
             }
             case "suspend" -> record(result, ds.partnership().suspend());
@@ -166,8 +166,8 @@ public final class AdminCommand {
                 + d.principal() + ", mirror " + d.mirror()).toList());
     }
 
-    private void status(LockstepDataSource ds, Map<String, Object> result) throws InterruptedException {
-        awaitFirstProbes(ds);
+    private void status(LockstepDataSource ds, LockstepConfig config, Map<String, Object> result) throws InterruptedException {
+        awaitFirstProbes(ds, config);
         PartnershipStatus s = ds.partnership().status();
         MirroringStatistics stats = ds.partnership().statistics();
         result.put("epoch", s.epoch());
@@ -197,17 +197,25 @@ public final class AdminCommand {
         result.put("state", r.state().name());
     }
 
-    /** Health is unknown until each node was probed once; the status waits for that, and for the first send-queue reading. */
-    private static void awaitFirstProbes(LockstepDataSource ds) throws InterruptedException {
+    /**
+     * A node counts as SUSPECT until its first probe has answered or failed; the status waits for
+     * every node to be UP or FAILED (at most a few seconds), then one more heartbeat, in which the
+     * send queue is measured.
+     */
+    private static void awaitFirstProbes(LockstepDataSource ds, LockstepConfig config) throws InterruptedException {
         long deadline = System.nanoTime() + FIRST_PROBES.toNanos();
         while (System.nanoTime() - deadline < 0) {
             PartnershipStatus s = ds.partnership().status();
-            if (s.principalHealth() != null && s.mirrorHealth() != null && (s.witnessHealth() != null || s.action() == null)) {
-                Thread.sleep(1_200); // one more heartbeat: the send queue is measured each heartbeat
-                return;
+            if (settled(s.principalHealth()) && settled(s.mirrorHealth()) && (config.witness() == null || settled(s.witnessHealth()))) {
+                break;
             }
             Thread.sleep(50);
         }
+        Thread.sleep(config.heartbeatInterval().toMillis() + 200);
+    }
+
+    private static boolean settled(PartnerHealth h) {
+        return h == PartnerHealth.UP || h == PartnerHealth.FAILED;
     }
 
     private LockstepConfig config() {

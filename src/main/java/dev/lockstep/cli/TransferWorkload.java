@@ -9,6 +9,7 @@ import java.sql.Statement;
 import java.time.Duration;
 import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -33,10 +34,12 @@ final class TransferWorkload implements AutoCloseable {
     private final DataSource ds;
     private final ExecutorService clients;
     private final AtomicBoolean stop = new AtomicBoolean();
-    private final Set<Long> acknowledged = ConcurrentHashMap.newKeySet();
+    /** Each transfer's token (gen_random_uuid() on the principal): unlike a serial id, never handed out twice. */
+    private final Set<UUID> acknowledged = ConcurrentHashMap.newKeySet();
     private final AtomicLong failed = new AtomicLong();
     private final AtomicReference<String> lastError = new AtomicReference<>();
-    private final AtomicLong lastAckNanos = new AtomicLong();
+    private volatile long faultNanos;
+    private final AtomicLong firstAckAfterFault = new AtomicLong();
 
     private TransferWorkload(DataSource ds, int clientCount, long seed) {
         this.ds = ds;
@@ -71,18 +74,24 @@ final class TransferWorkload implements AutoCloseable {
 
     private void runClient(SplittableRandom random) {
         while (!stop.get()) {
+            long started = System.nanoTime();
             try {
                 acknowledged.add(transfer(random));
-                lastAckNanos.set(System.nanoTime());
-            } catch (SQLException e) {
+                long now = System.nanoTime();
+                long fault = faultNanos;
+                if (fault != 0 && started - fault > 0) {
+                    // Begun after the fault: it can only have committed on the new principal.
+                    firstAckAfterFault.compareAndSet(0, now);
+                }
+            } catch (SQLException | RuntimeException e) {
                 failed.incrementAndGet();
-                lastError.set(e.getSQLState() + " " + e.getMessage());
+                lastError.set(e instanceof SQLException s ? s.getSQLState() + " " + s.getMessage() : e.toString());
                 pause();
             }
         }
     }
 
-    private long transfer(SplittableRandom random) throws SQLException {
+    private UUID transfer(SplittableRandom random) throws SQLException {
         int src = 1 + random.nextInt(ACCOUNTS);
         int dst = 1 + random.nextInt(ACCOUNTS - 1);
         if (dst >= src) {
@@ -94,18 +103,18 @@ final class TransferWorkload implements AutoCloseable {
             // Lower id first: two transfers over the same pair never deadlock.
             update(c, Math.min(src, dst), Math.min(src, dst) == src ? -amount : amount);
             update(c, Math.max(src, dst), Math.max(src, dst) == src ? -amount : amount);
-            long id;
-            try (PreparedStatement ps = c.prepareStatement("INSERT INTO transfers (src, dst, amount) VALUES (?, ?, ?) RETURNING id")) {
+            UUID token;
+            try (PreparedStatement ps = c.prepareStatement("INSERT INTO transfers (src, dst, amount) VALUES (?, ?, ?) RETURNING token")) {
                 ps.setInt(1, src);
                 ps.setInt(2, dst);
                 ps.setInt(3, amount);
                 try (ResultSet rs = ps.executeQuery()) {
                     rs.next();
-                    id = rs.getLong(1);
+                    token = rs.getObject(1, UUID.class);
                 }
             }
             c.commit();
-            return id;
+            return token;
         }
     }
 
@@ -131,8 +140,18 @@ final class TransferWorkload implements AutoCloseable {
         return acknowledged.size();
     }
 
-    /** Ids of the acknowledged transfers (a copy). */
-    Set<Long> acknowledgedIds() {
+    /** Notes the moment of a fault: {@link #firstAckAfterFault()} counts from transactions begun after it. */
+    void markFault(long nanos) {
+        faultNanos = nanos;
+    }
+
+    /** {@link System#nanoTime()} of the first acknowledgement of a transfer begun after the fault, 0 before it. */
+    long firstAckAfterFault() {
+        return firstAckAfterFault.get();
+    }
+
+    /** Tokens of the acknowledged transfers (a copy). */
+    Set<UUID> acknowledgedTokens() {
         return Set.copyOf(acknowledged);
     }
 
@@ -144,11 +163,6 @@ final class TransferWorkload implements AutoCloseable {
     /** The last error a client saw, or null. */
     String lastError() {
         return lastError.get();
-    }
-
-    /** {@link System#nanoTime()} of the last acknowledged transfer, 0 before the first. */
-    long lastAckNanos() {
-        return lastAckNanos.get();
     }
 
     /** Stops the clients, waiting at most {@code grace} for the transfers under way. */

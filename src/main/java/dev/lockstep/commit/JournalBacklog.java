@@ -35,6 +35,9 @@ public final class JournalBacklog {
         public static final Backlog NONE = new Backlog(0, 0, Duration.ZERO);
     }
 
+    /** The most records a reading counts: beyond it the figure says "at least". */
+    public static final int CAP = 1_000_000;
+
     private JournalBacklog() {
     }
 
@@ -65,9 +68,11 @@ public final class JournalBacklog {
      * @return the backlog
      */
     public static Backlog beyond(Connection principal, Position after, Duration timeout) throws SQLException {
-        String sql = "SELECT count(*), coalesce(sum(pg_column_size(changes)), 0),"
+        // Capped, so that a huge queue is still measured within a heartbeat; epoch 0 holds local markers.
+        String sql = "SELECT count(*), coalesce(sum(size), 0),"
                 + " coalesce(extract(epoch FROM clock_timestamp() - min(committed_at)) * 1000, 0)::bigint"
-                + " FROM lockstep.journal WHERE (epoch, seq) > (?, ?)";
+                + " FROM (SELECT pg_column_size(changes) AS size, committed_at FROM lockstep.journal"
+                + " WHERE (epoch, seq) > (?, ?) AND epoch > 0 ORDER BY epoch, seq LIMIT " + CAP + ") q";
         try (PreparedStatement ps = principal.prepareStatement(sql)) {
             ps.setQueryTimeout(seconds(timeout));
             ps.setLong(1, after.epoch());

@@ -1,5 +1,6 @@
 package dev.lockstep.commit;
 
+import java.sql.Array;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -299,47 +300,69 @@ public final class JournalReplay {
 
     /**
      * For continuous shipping (HIGH_PERFORMANCE): the positions of the records the mirror lacks,
-     * from the last settled position on. A new position is settled first when the journal grew:
-     * the principal's role lock for a moment (at most {@code lockWait}; writers under way finish,
-     * new ones wait that long at most), so that every record below it is committed or rolled back
-     * for good, and the next call scans from there. When writers hold the lock longer the scan
-     * still runs, from the old position. Call {@link #replay} with the result before the next call.
+     * from the last settled position on, without ever holding a writer. When the journal grew, the
+     * pass notes its last sequence number and the transactions that hold the principal's role lock
+     * (every writer holds it from before it draws its number until it ends); once none of them is
+     * left, every record up to that number is committed or rolled back for good, and the scan that
+     * follows moves the start of later scans there. Call {@link #replay} with the result before the
+     * next call.
      *
-     * @param epoch    the principal's epoch
-     * @param lockWait how long to wait for writers under way
+     * @param epoch the principal's epoch
      * @return the positions, in order
      */
-    public List<Key> unshipped(long epoch, Duration lockWait) throws SQLException {
-        Key settled = null;
-        if (grewSince(shipFrom, epoch)) {
-            try {
-                settleStart(epoch, lockWait);
-                settled = floor;
-            } catch (SQLException e) {
-                if (!"55P03".equals(e.getSQLState())) {
-                    throw e;
-                }
-            }
+    public List<Key> unshipped(long epoch) throws SQLException {
+        if (pendingFloor == null && grewSince(shipFrom, epoch)) {
+            pendingFloor = new Key(epoch, lastSeq() + 1);
+            pendingHolders = roleLockHolders();
         }
+        Key settled = pendingFloor != null && !anyStillRunning(pendingHolders) ? pendingFloor : null;
         List<Key> missing = new ArrayList<>();
         scan(shipFrom, missing);
         if (settled != null) {
             shipFrom = settled;
+            pendingFloor = null;
+            // Later scans start at shipFrom: what lies below it is no longer needed.
+            onMirror.removeIf(k -> compare(k, shipFrom) < 0);
         }
         return missing;
     }
 
     /** Where {@link #unshipped} scans from: below it, the mirror holds every record there is. */
     private Key shipFrom = START;
+    /** A position that becomes settled once {@link #pendingHolders} have all ended. */
+    private Key pendingFloor;
+    private Array pendingHolders;
 
     private boolean grewSince(Key from, long epoch) throws SQLException {
-        if (from.epoch() != epoch) {
-            return true;
-        }
+        return from.epoch() != epoch || lastSeq() + 1 > from.seq();
+    }
+
+    private long lastSeq() throws SQLException {
         try (Statement st = principal.createStatement();
              ResultSet rs = st.executeQuery("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep.journal_seq")) {
             rs.next();
-            return rs.getLong(1) + 1 > from.seq();
+            return rs.getLong(1);
+        }
+    }
+
+    /** The transactions (prepared ones included) holding a lock on the principal's node_state now. */
+    private Array roleLockHolders() throws SQLException {
+        try (Statement st = principal.createStatement(); ResultSet rs = st.executeQuery(
+                "SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks"
+                        + " WHERE relation = 'lockstep.node_state'::regclass AND granted AND pid IS DISTINCT FROM pg_backend_pid()")) {
+            rs.next();
+            return rs.getArray(1);
+        }
+    }
+
+    private boolean anyStillRunning(Array holders) throws SQLException {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT EXISTS (SELECT 1 FROM pg_locks"
+                + " WHERE relation = 'lockstep.node_state'::regclass AND virtualtransaction = ANY (?::text[]))")) {
+            ps.setArray(1, holders);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1);
+            }
         }
     }
 }
