@@ -127,7 +127,7 @@ final class Coordinator implements AutoCloseable {
         this.incarnation = incarnation(config);
         this.witnessPool = witnessPool;
         this.witness = witness;
-        this.background = Executors.newScheduledThreadPool(witness == null ? 4 : 5,
+        this.background = Executors.newScheduledThreadPool(witness == null ? 5 : 6,
                 daemonThreads("lockstep-" + config.partnership()));
         this.catchUpThread = Executors.newSingleThreadExecutor(daemonThreads("lockstep-" + config.partnership() + "-catch-up"));
     }
@@ -179,6 +179,10 @@ final class Coordinator implements AutoCloseable {
                 Failover.demoteReturning(config.partnership(), mirrorNode, principalNode, principal.epoch(), config.remoteCallTimeout());
                 mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
             }
+            if (Seeding.enrolBlankMirror(config, principalNode, mirrorNode, principal.epoch(), witness)) {
+                mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
+                record = record == null ? null : witness.read(config.partnership()).record();
+            }
             List<String> problems = PartnershipCheck.problems(config.partnership(), principal, mirror);
             if (record != null && principal.epoch() != record.epoch()) {
                 problems = new java.util.ArrayList<>(problems);
@@ -194,6 +198,9 @@ final class Coordinator implements AutoCloseable {
             t.resolver.resolve();
             long interval = config.resolverInterval().toMillis();
             coordinator.background.scheduleWithFixedDelay(coordinator::resolveQuietly, interval, interval, TimeUnit.MILLISECONDS);
+            long retention = config.journalCheckInterval().toMillis();
+            coordinator.background.scheduleWithFixedDelay(new JournalRetention(coordinator, witness)::runQuietly, retention, retention,
+                    TimeUnit.MILLISECONDS);
             if (record == null) {
                 // Without a witness the principal's own record of its mirror stands in for the witness's.
                 try (Connection c = connectDirect(config, principalNode)) {

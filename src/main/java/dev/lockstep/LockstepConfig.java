@@ -33,6 +33,11 @@ public final class LockstepConfig {
     private final OperatingMode mode;
     private final Duration partnerTimeout;
     private final Duration heartbeatInterval;
+    private final long journalLimitRecords;
+    private final Duration journalLimitAge;
+    private final Duration journalCheckInterval;
+    private final Duration seedingTimeout;
+    private final JournalRetentionListener journalRetentionListener;
 
     private LockstepConfig(Builder b) {
         this.partnership = b.partnership;
@@ -51,6 +56,11 @@ public final class LockstepConfig {
         this.mode = b.mode != null ? b.mode : b.witness != null ? OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER : OperatingMode.HIGH_SAFETY;
         this.partnerTimeout = b.partnerTimeout;
         this.heartbeatInterval = b.heartbeatInterval;
+        this.journalLimitRecords = b.journalLimitRecords;
+        this.journalLimitAge = b.journalLimitAge;
+        this.journalCheckInterval = b.journalCheckInterval;
+        this.seedingTimeout = b.seedingTimeout;
+        this.journalRetentionListener = b.journalRetentionListener;
     }
 
     /** A new builder with the defaults. */
@@ -90,6 +100,19 @@ public final class LockstepConfig {
     public Duration partnerTimeout() { return partnerTimeout; }
     /** Time between two probes of each node and two heartbeats at the witness. */
     public Duration heartbeatInterval() { return heartbeatInterval; }
+    /**
+     * The most journal records a principal keeps while its mirror is away; past it the mirror is
+     * marked for seeding and the journal trimmed (a warning fires from 80 %).
+     */
+    public long journalLimitRecords() { return journalLimitRecords; }
+    /** The oldest a journal record may get while the mirror is away, or null for no age limit. */
+    public Duration journalLimitAge() { return journalLimitAge; }
+    /** How often the journal is trimmed (while SYNCHRONIZED) or checked against its limit (while the mirror is away). */
+    public Duration journalCheckInterval() { return journalCheckInterval; }
+    /** Deadline of each step of seeding a mirror, the copy of one whole table included. */
+    public Duration seedingTimeout() { return seedingTimeout; }
+    /** Told when the journal nears or passes its limit while the mirror is away. */
+    public JournalRetentionListener journalRetentionListener() { return journalRetentionListener; }
 
     /** A builder that starts from this configuration. */
     public Builder toBuilder() {
@@ -110,6 +133,11 @@ public final class LockstepConfig {
         b.mode = mode;
         b.partnerTimeout = partnerTimeout;
         b.heartbeatInterval = heartbeatInterval;
+        b.journalLimitRecords = journalLimitRecords;
+        b.journalLimitAge = journalLimitAge;
+        b.journalCheckInterval = journalCheckInterval;
+        b.seedingTimeout = seedingTimeout;
+        b.journalRetentionListener = journalRetentionListener;
         return b;
     }
 
@@ -156,6 +184,12 @@ public final class LockstepConfig {
         }
         durationProperty(p, "partnerTimeout", b::partnerTimeout);
         durationProperty(p, "heartbeatInterval", b::heartbeatInterval);
+        if (p.getProperty("journalLimitRecords") != null) {
+            b.journalLimitRecords(parseLong(p, "journalLimitRecords"));
+        }
+        durationProperty(p, "journalLimitAge", b::journalLimitAge);
+        durationProperty(p, "journalCheckInterval", b::journalCheckInterval);
+        durationProperty(p, "seedingTimeout", b::seedingTimeout);
         return b.build();
     }
 
@@ -179,6 +213,14 @@ public final class LockstepConfig {
     private static int parseInt(Properties p, String key) {
         try {
             return Integer.parseInt(p.getProperty(key).trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("setting '" + key + "' must be a whole number, got '" + p.getProperty(key) + "'");
+        }
+    }
+
+    private static long parseLong(Properties p, String key) {
+        try {
+            return Long.parseLong(p.getProperty(key).trim());
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("setting '" + key + "' must be a whole number, got '" + p.getProperty(key) + "'");
         }
@@ -221,6 +263,11 @@ public final class LockstepConfig {
         private OperatingMode mode;
         private Duration partnerTimeout = Duration.ofSeconds(10);
         private Duration heartbeatInterval = Duration.ofSeconds(1);
+        private long journalLimitRecords = 10_000_000;
+        private Duration journalLimitAge;
+        private Duration journalCheckInterval = Duration.ofSeconds(10);
+        private Duration seedingTimeout = Duration.ofHours(1);
+        private JournalRetentionListener journalRetentionListener = JournalRetentionListener.NONE;
 
         private Builder() {
         }
@@ -241,6 +288,16 @@ public final class LockstepConfig {
         public Builder mode(OperatingMode v) { this.mode = v; return this; }
         public Builder partnerTimeout(Duration v) { this.partnerTimeout = v; return this; }
         public Builder heartbeatInterval(Duration v) { this.heartbeatInterval = v; return this; }
+        /** The most journal records kept while the mirror is away (at least 10; default 10,000,000). */
+        public Builder journalLimitRecords(long v) { this.journalLimitRecords = v; return this; }
+        /** The oldest a journal record may get while the mirror is away; null (the default) for no age limit. */
+        public Builder journalLimitAge(Duration v) { this.journalLimitAge = v; return this; }
+        /** How often the journal is trimmed or checked against its limit (default 10 s). */
+        public Builder journalCheckInterval(Duration v) { this.journalCheckInterval = v; return this; }
+        /** Deadline of each step of seeding a mirror (default 1 h). */
+        public Builder seedingTimeout(Duration v) { this.seedingTimeout = v; return this; }
+        /** Told when the journal nears or passes its limit (default: none; Lockstep logs either way). */
+        public Builder journalRetentionListener(JournalRetentionListener v) { this.journalRetentionListener = v; return this; }
 
         /**
          * Validates and builds.
@@ -296,6 +353,17 @@ public final class LockstepConfig {
             }
             if (witness != null && (witness.name().equals(principal.name()) || witness.name().equals(mirror.name()))) {
                 throw invalid("witness.name", "must differ from the partners' names", witness.name());
+            }
+            if (journalLimitRecords < 10) {
+                throw invalid("journalLimitRecords", "must be at least 10", journalLimitRecords);
+            }
+            if (journalLimitAge != null) {
+                requireBetween("journalLimitAge", journalLimitAge, Duration.ofSeconds(1), Duration.ofDays(3650));
+            }
+            requireBetween("journalCheckInterval", journalCheckInterval, Duration.ofMillis(100), Duration.ofHours(1));
+            requireBetween("seedingTimeout", seedingTimeout, Duration.ofSeconds(1), Duration.ofDays(7));
+            if (journalRetentionListener == null) {
+                throw invalid("journalRetentionListener", "is required (JournalRetentionListener.NONE for none)", null);
             }
             Objects.requireNonNull(clock, "clock");
             Objects.requireNonNull(commitObserver, "commitObserver");
