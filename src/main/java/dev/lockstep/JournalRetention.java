@@ -93,6 +93,10 @@ final class JournalRetention {
         if (!SeedMark.mark(p, t.epoch, true)) {
             return;
         }
+        if (told == JournalLimit.Level.WITHIN) {
+            // Passed between two checks: the warning still comes first.
+            tell(() -> config.journalRetentionListener().nearLimit(usage));
+        }
         told = JournalLimit.Level.EXCEEDED;
         if (witness != null) {
             try {

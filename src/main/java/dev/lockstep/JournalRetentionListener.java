@@ -3,7 +3,7 @@ package dev.lockstep;
 /**
  * Told when a principal's journal, kept for a mirror that is away, nears or passes its limit
  * ({@code journalLimitRecords}, {@code journalLimitAge}). Called on a Lockstep background thread
- * of the coordinator that checked, once per episode (until the mirror is SYNCHRONIZED again);
+ * of the coordinator that checked, once per episode (until the mirror is SYNCHRONIZED again), the warning always before the limit;
  * keep it quick and let it not throw. Lockstep logs both events at WARN itself.
  */
 public interface JournalRetentionListener {
