@@ -147,7 +147,8 @@ public final class LockstepConfig {
      * {@code mirror}, and optionally {@code poolSize}, {@code remoteCallTimeout},
      * {@code connectTimeout}, {@code inDoubtGrace}, {@code resolverInterval}, {@code partnerTimeout},
      * {@code heartbeatInterval} (ISO-8601 durations such as {@code PT10S}), {@code installSchema},
-     * {@code coordinatorId}, the four {@code witness.*} settings and {@code mode}.
+     * {@code coordinatorId}, the four {@code witness.*} settings, {@code mode}, {@code journalLimitRecords},
+     * {@code journalLimitAge}, {@code journalCheckInterval} and {@code seedingTimeout}.
      *
      * @param p the properties
      * @return the validated configuration
@@ -265,7 +266,7 @@ public final class LockstepConfig {
         private Duration heartbeatInterval = Duration.ofSeconds(1);
         private long journalLimitRecords = 10_000_000;
         private Duration journalLimitAge;
-        private Duration journalCheckInterval = Duration.ofSeconds(10);
+        private Duration journalCheckInterval = Duration.ofMinutes(1);
         private Duration seedingTimeout = Duration.ofHours(1);
         private JournalRetentionListener journalRetentionListener = JournalRetentionListener.NONE;
 
@@ -292,7 +293,7 @@ public final class LockstepConfig {
         public Builder journalLimitRecords(long v) { this.journalLimitRecords = v; return this; }
         /** The oldest a journal record may get while the mirror is away; null (the default) for no age limit. */
         public Builder journalLimitAge(Duration v) { this.journalLimitAge = v; return this; }
-        /** How often the journal is trimmed or checked against its limit (default 10 s). */
+        /** How often the journal is trimmed or checked against its limit (default 1 min). */
         public Builder journalCheckInterval(Duration v) { this.journalCheckInterval = v; return this; }
         /** Deadline of each step of seeding a mirror (default 1 h). */
         public Builder seedingTimeout(Duration v) { this.seedingTimeout = v; return this; }
