@@ -1033,3 +1033,192 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}')
       FROM pg_attribute a WHERE a.attrelid = to_regclass(tbl) AND a.attnum > 0 AND NOT a.attisdropped
 $$;
+
+-- ============================================================================================
+-- Seeding, divergence and journal retention (issue 4, items 3-5)
+-- ============================================================================================
+
+-- On a principal: the epoch at which it recorded that its mirror must be seeded rather than
+-- caught up (its journal no longer holds what the mirror lacks, or the mirror diverged). The mark
+-- holds only at that epoch, so a role change ends it without touching it.
+-- On every node: the journal position below which it deleted its journal records, every one of
+-- them held by both nodes when deleted (see trim_journal). Catch-up takes a record of the
+-- partner below the mirror's position as held.
+ALTER TABLE lockstep.node_state
+    ADD COLUMN mirror_needs_seed_epoch bigint,
+    ADD COLUMN journal_trimmed_epoch bigint NOT NULL DEFAULT 0,
+    ADD COLUMN journal_trimmed_seq   bigint NOT NULL DEFAULT 0;
+
+-- Transactions a returning node held that the principal lacked (possible only after forced
+-- service): their journal records, row images included, with their original position. Kept on
+-- the principal that found them; the node is then re-seeded.
+CREATE TABLE lockstep.divergence_report (
+    node_name       text        NOT NULL,      -- the node that held them
+    epoch           bigint      NOT NULL,
+    seq             bigint      NOT NULL,
+    gid             text        NOT NULL,
+    origin          text        NOT NULL,
+    committed_at    timestamptz NOT NULL,
+    changes         json        NOT NULL,
+    principal_name  text        NOT NULL,      -- the principal that lacked them
+    principal_epoch bigint      NOT NULL,
+    detected_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (node_name, epoch, seq)
+);
+
+-- Whether this principal records that its mirror must be seeded, at its current epoch.
+CREATE FUNCTION lockstep.mirror_needs_seeding() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT role = 'principal' AND mirror_needs_seed_epoch IS NOT DISTINCT FROM epoch FROM lockstep.node_state
+$$;
+
+-- Records (p_needed) or clears the mark, only on the principal of p_epoch.
+CREATE FUNCTION lockstep.mark_mirror_for_seeding(p_epoch bigint, p_needed boolean) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE lockstep.node_state SET mirror_needs_seed_epoch = CASE WHEN p_needed THEN p_epoch END
+     WHERE role = 'principal' AND epoch = p_epoch;
+    RETURN FOUND;
+END $$;
+
+-- Whether this node holds nothing of a partnership yet: no attached table, no journal record,
+-- never trimmed. Such a mirror is seeded when its principal holds something.
+CREATE FUNCTION lockstep.is_blank() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT NOT EXISTS (SELECT 1 FROM lockstep.attached)
+       AND NOT EXISTS (SELECT 1 FROM lockstep.journal WHERE epoch > 0)
+       AND (SELECT journal_trimmed_epoch = 0 FROM lockstep.node_state)
+$$;
+
+-- A blank node joins as mirror at its principal's epoch (it was installed at epoch 1).
+CREATE FUNCTION lockstep.enrol_as_mirror(p_partnership text, p_epoch bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+BEGIN
+    LOCK TABLE lockstep.node_state IN ACCESS EXCLUSIVE MODE;
+    SELECT * INTO s FROM lockstep.node_state;
+    IF s.partnership <> p_partnership OR s.role <> 'mirror' OR s.epoch > p_epoch OR NOT lockstep.is_blank() THEN
+        RAISE EXCEPTION 'lockstep: node % (% of partnership % at epoch %) is not a blank mirror; it cannot join partnership % at epoch %',
+            s.node_name, s.role, s.partnership, s.epoch, p_partnership, p_epoch USING ERRCODE = '55000';
+    END IF;
+    UPDATE lockstep.node_state SET epoch = p_epoch, changed_at = clock_timestamp();
+END $$;
+
+-- Journal use, for the retention limit: records (beyond in-doubt bars), how old the oldest is,
+-- and how many are of the current epoch.
+CREATE FUNCTION lockstep.journal_usage(OUT records bigint, OUT oldest_age_ms bigint, OUT current_epoch_records bigint)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    e bigint := (SELECT epoch FROM lockstep.node_state);
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE j.epoch = e) INTO records, current_epoch_records
+      FROM lockstep.journal j WHERE j.epoch > 0;
+    SELECT floor(extract(epoch FROM clock_timestamp() - j.committed_at) * 1000)::bigint INTO oldest_age_ms
+      FROM lockstep.journal j WHERE j.epoch > 0 ORDER BY j.epoch, j.seq LIMIT 1;
+    oldest_age_ms := coalesce(oldest_age_ms, 0);
+END $$;
+
+-- Deletes the journal records below a position that both nodes hold, and remembers the position.
+CREATE FUNCTION lockstep.trim_journal(p_epoch bigint, p_seq bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) < (p_epoch, p_seq);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE lockstep.node_state SET journal_trimmed_epoch = p_epoch, journal_trimmed_seq = p_seq
+     WHERE (journal_trimmed_epoch, journal_trimmed_seq) < (p_epoch, p_seq);
+    RETURN n;
+END $$;
+
+-- On a principal whose mirror must be seeded: its records of the current epoch are no use to
+-- anyone (only this principal wrote them, and the mirror will get a copy of the tables instead).
+-- Records of earlier epochs stay: they tell a returning node's own transactions from divergent ones.
+CREATE FUNCTION lockstep.drop_current_epoch_journal(p_epoch bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT lockstep.mirror_needs_seeding() OR (SELECT epoch FROM lockstep.node_state) <> p_epoch THEN
+        RAISE EXCEPTION 'lockstep: node % does not record its mirror for seeding at epoch %; its journal is still needed',
+            (SELECT node_name FROM lockstep.node_state), p_epoch USING ERRCODE = '55000';
+    END IF;
+    DELETE FROM lockstep.journal WHERE epoch = p_epoch;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- What a new mirror needs to create an attached table it lacks, from this node's catalog, in
+-- order: 1 sequences its defaults draw from, 2 the table with its columns, 3 its constraints but
+-- foreign keys, 4 its other indexes, 5 sequence ownership, 6 foreign keys (after every table).
+-- Other objects (types, functions, views, triggers) are not created.
+CREATE FUNCTION lockstep.seed_ddl(rel regclass) RETURNS TABLE (step int, statement text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    tbl text := lockstep.qualified(rel);
+    cols text;
+BEGIN
+    RETURN QUERY SELECT 0, format('CREATE SCHEMA IF NOT EXISTS %I', n.nspname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    -- Sequences named in defaults (serial, nextval), not identity sequences (created with their column).
+    RETURN QUERY SELECT 1, format('CREATE SEQUENCE IF NOT EXISTS %s AS %s INCREMENT %s MINVALUE %s MAXVALUE %s START %s CACHE %s %s',
+                                  lockstep.qualified(s.seqrelid), format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin,
+                                  s.seqmax, s.seqstart, s.seqcache, CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+      FROM pg_sequence s
+     WHERE lockstep.qualified(s.seqrelid) = ANY (lockstep.table_sequences(rel))
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
+                                                 AND d.deptype = 'i');
+    SELECT string_agg(format('%I %s%s%s%s%s', a.attname, format_type(a.atttypid, a.atttypmod),
+               CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                    THEN ' COLLATE ' || (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co
+                                          JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation)
+                    ELSE '' END,
+               CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+               CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(ad.adbin, ad.adrelid) || ') STORED'
+                    WHEN a.attgenerated <> '' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(ad.adbin, ad.adrelid) || ')'
+                    WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid)
+                    ELSE '' END,
+               CASE WHEN a.attidentity IN ('a', 'd') THEN
+                    format(' GENERATED %s AS IDENTITY (SEQUENCE NAME %s INCREMENT %s MINVALUE %s MAXVALUE %s START %s CACHE %s %s)',
+                           CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END,
+                           lockstep.qualified(s.seqrelid), s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache,
+                           CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+                    ELSE '' END), ', ' ORDER BY a.attnum)
+      INTO cols
+      FROM pg_attribute a
+      JOIN pg_type t ON t.oid = a.atttypid
+      LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+      LEFT JOIN pg_sequence s ON a.attidentity IN ('a', 'd')
+                             AND s.seqrelid = pg_get_serial_sequence(tbl, a.attname)::regclass
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
+    RETURN QUERY SELECT 2, format('CREATE TABLE %s (%s)', tbl, coalesce(cols, ''));
+    RETURN QUERY SELECT 3, format('ALTER TABLE %s ADD CONSTRAINT %I %s', tbl, co.conname, pg_get_constraintdef(co.oid))
+      FROM pg_constraint co WHERE co.conrelid = rel AND co.contype IN ('p', 'u', 'c', 'x') ORDER BY co.contype = 'p' DESC, co.conname;
+    RETURN QUERY SELECT 4, pg_get_indexdef(i.indexrelid)
+      FROM pg_index i WHERE i.indrelid = rel
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.conrelid = rel);
+    RETURN QUERY SELECT 5, format('ALTER SEQUENCE %s OWNED BY %s.%I', lockstep.qualified(d.objid), tbl, a.attname)
+      FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = rel AND d.deptype = 'a'
+       AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S';
+    RETURN QUERY SELECT 6, format('ALTER TABLE %s ADD CONSTRAINT %I %s', tbl, co.conname, pg_get_constraintdef(co.oid))
+      FROM pg_constraint co WHERE co.conrelid = rel AND co.contype = 'f' ORDER BY co.conname;
+END $$;
+
+-- The principal's side of a divergence report: stores the returning node's records it lacks.
+CREATE FUNCTION lockstep.report_divergence(p_node text, p_epochs bigint[], p_seqs bigint[], p_gids text[], p_origins text[],
+                                           p_committed_at timestamptz[], p_changes text[]) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+    n int;
+BEGIN
+    SELECT * INTO s FROM lockstep.node_state;
+    INSERT INTO lockstep.divergence_report (node_name, epoch, seq, gid, origin, committed_at, changes, principal_name, principal_epoch)
+    SELECT p_node, r.e, r.q, r.g, r.o, r.c, r.x::json, s.node_name, s.epoch
+      FROM unnest(p_epochs, p_seqs, p_gids, p_origins, p_committed_at, p_changes) AS r(e, q, g, o, c, x)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;

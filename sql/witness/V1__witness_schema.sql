@@ -20,6 +20,9 @@ CREATE TABLE lockstep_witness.partnership (
     -- complete a change whose author crashed.
     pending_target    text CHECK (pending_target IN ('SYNCHRONIZED', 'SUSPENDED', 'DISCONNECTED')),
     changed_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- The epoch at which the mirror was found to need seeding rather than catch-up (the
+    -- principal's journal limit was exceeded, or the mirror diverged); holds at that epoch only.
+    mirror_needs_seed_epoch bigint,
     CHECK (principal <> mirror)
 );
 
@@ -115,6 +118,8 @@ BEGIN
     UPDATE lockstep_witness.partnership
        SET epoch = p_epoch, principal = p_principal, mirror = p_mirror, state = p_state, changed_at = clock_timestamp(),
            pending_target = CASE WHEN p_state = 'PENDING_FAILOVER' THEN p_pending_target END,
+           -- A mirror that reached SYNCHRONIZED was seeded (or needed no seed).
+           mirror_needs_seed_epoch = CASE WHEN p_state = 'SYNCHRONIZED' THEN NULL ELSE mirror_needs_seed_epoch END,
            -- A new principal counts as just seen, so that the next promotion also waits a full
            -- partner timeout (I5).
            principal_seen_at = CASE WHEN p_epoch = old.epoch THEN principal_seen_at ELSE clock_timestamp() END,
@@ -158,6 +163,24 @@ BEGIN
     SELECT r.epoch, r.principal, r.mirror, r.state, r.mode, r.principal_unseen_ms, r.pending_target, r.unchanged_ms
       INTO epoch, principal, mirror, state, mode, principal_unseen_ms, pending_target, unchanged_ms
       FROM lockstep_witness.read(p_name) r;
+END $$;
+
+-- Records that the mirror of epoch p_epoch must be seeded, with the reason in the history.
+-- False when the record is at another epoch.
+CREATE FUNCTION lockstep_witness.mark_mirror_for_seeding(p_name text, p_epoch bigint, p_reason text, p_actor text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    r lockstep_witness.partnership;
+BEGIN
+    UPDATE lockstep_witness.partnership SET mirror_needs_seed_epoch = p_epoch
+     WHERE name = p_name AND epoch = p_epoch RETURNING * INTO r;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO lockstep_witness.history (partnership, old_epoch, new_epoch, old_state, new_state, principal, mirror, reason, actor)
+    VALUES (p_name, r.epoch, r.epoch, r.state, r.state, r.principal, r.mirror, p_reason, p_actor);
+    RETURN true;
 END $$;
 
 CREATE TABLE lockstep_witness.schema_version (

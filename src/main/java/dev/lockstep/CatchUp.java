@@ -35,6 +35,8 @@ final class CatchUp {
     private final java.util.function.Consumer<PartnershipRecord> beforeRelease;
     /** The principal's mirroring change count the cut-over expects; see {@link #begin}. */
     private long expectedChange;
+    /** Whether this run seeded the mirror before replaying; see {@link Seeding}. */
+    private boolean seeded;
 
     /**
      * @param coordinator   whose configuration and connections to use
@@ -75,6 +77,7 @@ final class CatchUp {
                 throw SqlStates.error(SqlStates.NOT_READY, "lockstep: principal " + t.principal.name() + " of partnership "
                         + config.partnership() + " holds transactions in doubt; in-doubt resolution settles them before catch-up", null);
             }
+            seeded = Seeding.prepareMirror(config, witness, p, m, t) != null;
             JournalReplay replay = new JournalReplay(p, m, config.remoteCallTimeout());
             replay.settleStart(t.epoch, CUT_OVER_LOCK_WAIT);
             long started = System.nanoTime();
@@ -170,6 +173,9 @@ final class CatchUp {
                         + " is no longer principal at epoch " + t.epoch + ", or its mirroring state changed during the"
                         + " catch-up (suspended, say); catch-up abandoned", null);
             }
+            if (seeded) {
+                dev.lockstep.commit.SeedMark.mark(p, t.epoch, false);
+            }
             if (witness != null && !witness.transition(synchronizing, caughtUp.next(), null,
                     "mirror " + t.mirror.name() + " caught up", config.coordinatorId())) {
                 throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + config.partnership()
@@ -178,7 +184,7 @@ final class CatchUp {
             beforeRelease.accept(caughtUp.next());
             replay.finishCutOver();
             long end = System.nanoTime();
-            return new CatchUpResult(replayed + last, passes + 1, (end - start) / 1e6, (end - started) / 1e6, caughtUp.next());
+            return new CatchUpResult(replayed + last, passes + 1, (end - start) / 1e6, (end - started) / 1e6, caughtUp.next(), seeded);
         } catch (SQLException | RuntimeException e) {
             try {
                 replay.abandonCutOver();

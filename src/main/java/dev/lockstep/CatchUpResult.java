@@ -10,6 +10,9 @@ import dev.lockstep.core.PartnershipRecord;
  * @param cutOverMillis how long new writers were held at the principal during the cut-over
  * @param replayMillis  how long the replay took, from the first pass to the end of the cut-over
  * @param record        the partnership afterwards (SYNCHRONIZED)
+ * @param seeded        whether the mirror was seeded with a snapshot copy of the principal first
+ *                      (a new or diverged mirror, or one whose journal limit was exceeded)
  */
-public record CatchUpResult(int replayed, int passes, double cutOverMillis, double replayMillis, PartnershipRecord record) {
+public record CatchUpResult(int replayed, int passes, double cutOverMillis, double replayMillis, PartnershipRecord record,
+                            boolean seeded) {
 }

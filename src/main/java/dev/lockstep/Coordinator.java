@@ -126,6 +126,7 @@ final class Coordinator implements AutoCloseable {
     private volatile long nextCatchUpNanos = System.nanoTime();
     private volatile CatchUpResult lastCatchUp;
     private final Telemetry telemetry;
+    private final JournalRetention retention;
     /** A journal position the mirror is known to hold: where the send queue starts. */
     private volatile JournalBacklog.Position mirrorHolds;
 
@@ -135,9 +136,11 @@ final class Coordinator implements AutoCloseable {
         this.witnessPool = witnessPool;
         this.witness = witness;
         this.telemetry = new Telemetry(config);
-        // Probes of each node, the monitor's tick, the resolver and the telemetry's watch: one
-        // thread each, so that a frozen node holding one of them never starves the others.
-        this.background = Executors.newScheduledThreadPool(witness == null ? 5 : 6,
+        this.retention = new JournalRetention(this, witness);
+        // Probes of each node, the monitor's tick, the resolver, journal retention and the
+        // telemetry's watch: one thread each, so that a frozen node holding one of them never
+        // starves the others.
+        this.background = Executors.newScheduledThreadPool(witness == null ? 6 : 7,
                 daemonThreads("lockstep-" + config.partnership()));
         this.catchUpThread = Executors.newSingleThreadExecutor(daemonThreads("lockstep-" + config.partnership() + "-catch-up"));
     }
@@ -189,6 +192,10 @@ final class Coordinator implements AutoCloseable {
                 Failover.demoteReturning(config.partnership(), mirrorNode, principalNode, principal.epoch(), config.remoteCallTimeout());
                 mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
             }
+            if (Seeding.enrolBlankMirror(config, principalNode, mirrorNode, principal.epoch(), witness)) {
+                mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
+                record = record == null ? null : witness.read(config.partnership()).record();
+            }
             List<String> problems = PartnershipCheck.problems(config.partnership(), principal, mirror);
             if (record != null && principal.epoch() != record.epoch()) {
                 problems = new java.util.ArrayList<>(problems);
@@ -204,6 +211,9 @@ final class Coordinator implements AutoCloseable {
             t.resolver.resolve();
             long interval = config.resolverInterval().toMillis();
             coordinator.background.scheduleWithFixedDelay(coordinator::resolveQuietly, interval, interval, TimeUnit.MILLISECONDS);
+            long retention = config.journalCheckInterval().toMillis();
+            coordinator.background.scheduleWithFixedDelay(coordinator.retention::runQuietly, retention, retention,
+                    TimeUnit.MILLISECONDS);
             if (record == null) {
                 // Without a witness the principal's own record of its mirror stands in for the witness's.
                 try (Connection c = connectDirect(config, principalNode)) {
@@ -728,6 +738,7 @@ final class Coordinator implements AutoCloseable {
     InDoubtResolver resolver() { return topology.get().resolver; }
     String incarnation() { return incarnation; }
     Telemetry telemetry() { return telemetry; }
+    JournalRetention retention() { return retention; }
 
     /**
      * Once a heartbeat: tells the telemetry the mirroring state and the send queue (the

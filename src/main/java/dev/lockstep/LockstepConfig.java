@@ -40,6 +40,11 @@ public final class LockstepConfig {
     private final Duration heartbeatInterval;
     private final List<LockstepListener> listeners;
     private final WarningThresholds warningThresholds;
+    private final long journalLimitRecords;
+    private final Duration journalLimitAge;
+    private final Duration journalCheckInterval;
+    private final Duration seedingTimeout;
+    private final JournalRetentionListener journalRetentionListener;
 
     private LockstepConfig(Builder b) {
         this.partnership = b.partnership;
@@ -60,6 +65,11 @@ public final class LockstepConfig {
         this.heartbeatInterval = b.heartbeatInterval;
         this.listeners = List.copyOf(b.listeners);
         this.warningThresholds = b.warningThresholds;
+        this.journalLimitRecords = b.journalLimitRecords;
+        this.journalLimitAge = b.journalLimitAge;
+        this.journalCheckInterval = b.journalCheckInterval;
+        this.seedingTimeout = b.seedingTimeout;
+        this.journalRetentionListener = b.journalRetentionListener;
     }
 
     /** A new builder with the defaults. */
@@ -103,6 +113,19 @@ public final class LockstepConfig {
     public List<LockstepListener> listeners() { return listeners; }
     /** Limits above which {@link LockstepEvent.ThresholdCrossed} is raised. */
     public WarningThresholds warningThresholds() { return warningThresholds; }
+    /**
+     * The most journal records a principal keeps while its mirror is away; past it the mirror is
+     * marked for seeding and the journal trimmed (a warning fires from 80 %).
+     */
+    public long journalLimitRecords() { return journalLimitRecords; }
+    /** The oldest a journal record may get while the mirror is away, or null for no age limit. */
+    public Duration journalLimitAge() { return journalLimitAge; }
+    /** How often the journal is trimmed (while SYNCHRONIZED) or checked against its limit (while the mirror is away). */
+    public Duration journalCheckInterval() { return journalCheckInterval; }
+    /** Deadline of each step of seeding a mirror, the copy of one whole table included. */
+    public Duration seedingTimeout() { return seedingTimeout; }
+    /** Told when the journal nears or passes its limit while the mirror is away. */
+    public JournalRetentionListener journalRetentionListener() { return journalRetentionListener; }
 
     /** A builder that starts from this configuration. */
     public Builder toBuilder() {
@@ -125,6 +148,11 @@ public final class LockstepConfig {
         b.heartbeatInterval = heartbeatInterval;
         b.listeners.addAll(listeners);
         b.warningThresholds = warningThresholds;
+        b.journalLimitRecords = journalLimitRecords;
+        b.journalLimitAge = journalLimitAge;
+        b.journalCheckInterval = journalCheckInterval;
+        b.seedingTimeout = seedingTimeout;
+        b.journalRetentionListener = journalRetentionListener;
         return b;
     }
 
@@ -134,7 +162,8 @@ public final class LockstepConfig {
      * {@code mirror}, and optionally {@code poolSize}, {@code remoteCallTimeout},
      * {@code connectTimeout}, {@code inDoubtGrace}, {@code resolverInterval}, {@code partnerTimeout},
      * {@code heartbeatInterval} (ISO-8601 durations such as {@code PT10S}), {@code installSchema},
-     * {@code coordinatorId}, the four {@code witness.*} settings and {@code mode}.
+     * {@code coordinatorId}, the four {@code witness.*} settings, {@code mode}, {@code journalLimitRecords},
+     * {@code journalLimitAge}, {@code journalCheckInterval} and {@code seedingTimeout}.
      *
      * @param p the properties
      * @return the validated configuration
@@ -171,6 +200,12 @@ public final class LockstepConfig {
         }
         durationProperty(p, "partnerTimeout", b::partnerTimeout);
         durationProperty(p, "heartbeatInterval", b::heartbeatInterval);
+        if (p.getProperty("journalLimitRecords") != null) {
+            b.journalLimitRecords(parseLong(p, "journalLimitRecords"));
+        }
+        durationProperty(p, "journalLimitAge", b::journalLimitAge);
+        durationProperty(p, "journalCheckInterval", b::journalCheckInterval);
+        durationProperty(p, "seedingTimeout", b::seedingTimeout);
         return b.build();
     }
 
@@ -194,6 +229,14 @@ public final class LockstepConfig {
     private static int parseInt(Properties p, String key) {
         try {
             return Integer.parseInt(p.getProperty(key).trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("setting '" + key + "' must be a whole number, got '" + p.getProperty(key) + "'");
+        }
+    }
+
+    private static long parseLong(Properties p, String key) {
+        try {
+            return Long.parseLong(p.getProperty(key).trim());
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("setting '" + key + "' must be a whole number, got '" + p.getProperty(key) + "'");
         }
@@ -238,6 +281,11 @@ public final class LockstepConfig {
         private Duration heartbeatInterval = Duration.ofSeconds(1);
         private final List<LockstepListener> listeners = new ArrayList<>();
         private WarningThresholds warningThresholds = WarningThresholds.DEFAULTS;
+        private long journalLimitRecords = 10_000_000;
+        private Duration journalLimitAge;
+        private Duration journalCheckInterval = Duration.ofMinutes(1);
+        private Duration seedingTimeout = Duration.ofHours(1);
+        private JournalRetentionListener journalRetentionListener = JournalRetentionListener.NONE;
 
         private Builder() {
         }
@@ -261,6 +309,16 @@ public final class LockstepConfig {
         /** Adds a listener of the partnership's events; see {@link LockstepListener}. */
         public Builder listener(LockstepListener v) { this.listeners.add(Objects.requireNonNull(v, "listener")); return this; }
         public Builder warningThresholds(WarningThresholds v) { this.warningThresholds = v; return this; }
+        /** The most journal records kept while the mirror is away (at least 10; default 10,000,000). */
+        public Builder journalLimitRecords(long v) { this.journalLimitRecords = v; return this; }
+        /** The oldest a journal record may get while the mirror is away; null (the default) for no age limit. */
+        public Builder journalLimitAge(Duration v) { this.journalLimitAge = v; return this; }
+        /** How often the journal is trimmed or checked against its limit (default 1 min). */
+        public Builder journalCheckInterval(Duration v) { this.journalCheckInterval = v; return this; }
+        /** Deadline of each step of seeding a mirror (default 1 h). */
+        public Builder seedingTimeout(Duration v) { this.seedingTimeout = v; return this; }
+        /** Told when the journal nears or passes its limit (default: none; Lockstep logs either way). */
+        public Builder journalRetentionListener(JournalRetentionListener v) { this.journalRetentionListener = v; return this; }
 
         /**
          * Validates and builds.
@@ -317,6 +375,17 @@ public final class LockstepConfig {
             }
             if (witness != null && (witness.name().equals(principal.name()) || witness.name().equals(mirror.name()))) {
                 throw invalid("witness.name", "must differ from the partners' names", witness.name());
+            }
+            if (journalLimitRecords < 10) {
+                throw invalid("journalLimitRecords", "must be at least 10", journalLimitRecords);
+            }
+            if (journalLimitAge != null) {
+                requireBetween("journalLimitAge", journalLimitAge, Duration.ofSeconds(1), Duration.ofDays(3650));
+            }
+            requireBetween("journalCheckInterval", journalCheckInterval, Duration.ofMillis(100), Duration.ofHours(1));
+            requireBetween("seedingTimeout", seedingTimeout, Duration.ofSeconds(1), Duration.ofDays(7));
+            if (journalRetentionListener == null) {
+                throw invalid("journalRetentionListener", "is required (JournalRetentionListener.NONE for none)", null);
             }
             Objects.requireNonNull(clock, "clock");
             Objects.requireNonNull(commitObserver, "commitObserver");

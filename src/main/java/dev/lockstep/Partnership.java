@@ -148,6 +148,57 @@ public final class Partnership {
     }
 
     /**
+     * The transactions that returning nodes held and the principal lacked, found before those
+     * nodes were re-seeded (they committed there alone before a forced service): each with its
+     * original epoch and position and its row images. Kept on the principal that found them; a
+     * later failover does not carry the report over to the other node.
+     *
+     * @return the reported transactions, in the order they committed on their node
+     * @throws SQLException when the principal cannot be read
+     */
+    public List<DivergentTransaction> divergenceReport() throws SQLException {
+        List<DivergentTransaction> out = new ArrayList<>();
+        try (Connection c = coordinator.principalPool().getConnection();
+             PreparedStatement ps = c.prepareStatement("SELECT node_name, epoch, seq, gid, origin, committed_at, changes::text,"
+                     + " principal_name, principal_epoch, detected_at FROM lockstep.divergence_report ORDER BY node_name, epoch, seq")) {
+            ps.setQueryTimeout((int) Math.max(1, coordinator.config().remoteCallTimeout().toSeconds()));
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    out.add(new DivergentTransaction(rs.getString(1), rs.getLong(2), rs.getLong(3), rs.getString(4), rs.getString(5),
+                            rs.getObject(6, java.time.OffsetDateTime.class), rs.getString(7), rs.getString(8), rs.getLong(9),
+                            rs.getObject(10, java.time.OffsetDateTime.class)));
+                }
+            } finally {
+                c.rollback();
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Whether the principal records that its mirror must be seeded (a snapshot copy of every
+     * attached table) rather than caught up from the journal: the journal limit was exceeded
+     * while the mirror was away, the mirror diverged, or it is a new, blank node. The mirror is
+     * seeded by itself once reachable (after {@link #resume()} if SUSPENDED); the mark is cleared
+     * when it is SYNCHRONIZED.
+     *
+     * @return true while the mirror awaits seeding
+     * @throws SQLException when the principal cannot be read
+     */
+    public boolean mirrorNeedsSeeding() throws SQLException {
+        try (Connection c = coordinator.principalPool().getConnection();
+             PreparedStatement ps = c.prepareStatement("SELECT lockstep.mirror_needs_seeding()")) {
+            ps.setQueryTimeout((int) Math.max(1, coordinator.config().remoteCallTimeout().toSeconds()));
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1);
+            } finally {
+                c.rollback();
+            }
+        }
+    }
+
+    /**
      * Attaches an existing table to mirroring with statement-level capture. The table must have a
      * primary key and identical contents on both nodes.
      *

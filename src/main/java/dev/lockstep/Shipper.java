@@ -47,7 +47,12 @@ final class Shipper {
             }
             JournalReplay replay = new JournalReplay(p, m, config.remoteCallTimeout());
             long idle = Math.max(20, config.heartbeatInterval().toMillis() / 4);
+            long nextTrim = System.nanoTime() + config.journalCheckInterval().toNanos();
             while (!Thread.currentThread().isInterrupted() && coordinator.topology() == t && coordinator.shippingWanted()) {
+                if (System.nanoTime() - nextTrim >= 0) {
+                    coordinator.retention().trimWhileShipping(p, t);
+                    nextTrim = System.nanoTime() + config.journalCheckInterval().toNanos();
+                }
                 List<JournalReplay.Key> keys = replay.unshipped(t.epoch);
                 if (keys.isEmpty()) {
                     pause(idle);

@@ -116,6 +116,11 @@ final class Telemetry implements CommitTimings, AutoCloseable {
         emit(new LockstepEvent.Failover(partnership, clock.instant(), kind, fromEpoch, toEpoch, principal, mirror, took));
     }
 
+    /** The journal kept for an absent mirror neared or passed its limit. */
+    void journalLimit(JournalUsage usage, boolean exceeded) {
+        emit(new LockstepEvent.JournalLimit(partnership, clock.instant(), usage, exceeded));
+    }
+
     /** The failure detector saw a node's health change. */
     void healthChanged(String node, PartnerHealth before, PartnerHealth after) {
         emit(new LockstepEvent.NodeHealthChanged(partnership, clock.instant(), node, before, after));

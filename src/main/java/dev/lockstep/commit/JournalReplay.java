@@ -42,6 +42,8 @@ public final class JournalReplay {
     private Key highestSeenBefore = START;
     /** Above the last record that was settled when catch-up began; see {@link #settleStart}. */
     private Key floor = START;
+    /** The mirror held every record below this position when it trimmed them: none is missing. */
+    private Key mirrorTrimmedBelow = START;
 
     /**
      * @param principal   a connection to the principal, autocommit on, whose sessions have a
@@ -64,6 +66,8 @@ public final class JournalReplay {
                 }
             }
         }
+        mirror.commit();
+        mirrorTrimmedBelow = JournalTrim.trimmedBelow(mirror);
         mirror.commit();
     }
 
@@ -146,8 +150,9 @@ public final class JournalReplay {
         return missing;
     }
 
-    private Key scan(Key start, List<Key> missing) throws SQLException {
-        Key highest = start;
+    private Key scan(Key from, List<Key> missing) throws SQLException {
+        Key start = max(from, mirrorTrimmedBelow);
+        Key highest = from;
         try (PreparedStatement ps = principal.prepareStatement(
                 "SELECT epoch, seq FROM lockstep.journal WHERE (epoch, seq) >= (?, ?) AND epoch > 0 ORDER BY epoch, seq")) {
             ps.setFetchSize(10_000);

@@ -98,6 +98,18 @@ public sealed interface LockstepEvent {
             implements LockstepEvent {
     }
 
+    /**
+     * The journal the principal keeps for an absent mirror neared its limit (a warning, from
+     * 80 %), or passed it: the mirror is then marked for seeding and the journal trimmed.
+     *
+     * @param partnership partnership
+     * @param at          when
+     * @param usage       the journal's size and age against the configured limits
+     * @param exceeded    false for the warning, true once past the limit
+     */
+    record JournalLimit(String partnership, Instant at, dev.lockstep.JournalUsage usage, boolean exceeded) implements LockstepEvent {
+    }
+
     /** How a role change came about. */
     enum FailoverKind {
         /** This coordinator promoted the mirror after losing the principal, under the witness's quorum. */

@@ -262,6 +262,44 @@ public final class WitnessStore {
     }
 
     /**
+     * Records that the mirror of the given epoch must be seeded rather than caught up; the
+     * history keeps the reason. Reaching SYNCHRONIZED clears it; so does a new epoch.
+     *
+     * @param partnership the partnership
+     * @param epoch       the epoch the caller acts in
+     * @param reason      why, for the history
+     * @param actor       who, for the history
+     * @return false when the record is at another epoch
+     * @throws SQLException when the witness cannot be reached
+     */
+    public boolean markMirrorForSeeding(String partnership, long epoch, String reason, String actor) throws SQLException {
+        return call(partnership, "marking the mirror of epoch " + epoch + " for seeding",
+                "SELECT lockstep_witness.mark_mirror_for_seeding(?, ?, ?, ?)", ps -> {
+                    ps.setString(1, partnership);
+                    ps.setLong(2, epoch);
+                    ps.setString(3, reason);
+                    ps.setString(4, actor);
+                }, rs -> rs.getBoolean(1));
+    }
+
+    /**
+     * Whether the witness records that the current mirror must be seeded.
+     *
+     * @param partnership the partnership
+     * @return true when marked at the record's current epoch
+     * @throws SQLException 42704 when the witness has no such partnership
+     */
+    public boolean mirrorNeedsSeeding(String partnership) throws SQLException {
+        Boolean marked = call(partnership, "reading the seeding mark",
+                "SELECT mirror_needs_seed_epoch IS NOT DISTINCT FROM epoch FROM lockstep_witness.partnership WHERE name = ?",
+                ps -> ps.setString(1, partnership), rs -> rs.getRow() == 0 ? null : rs.getBoolean(1));
+        if (marked == null) {
+            throw new SQLException("lockstep: witness " + witnessName + " has no partnership " + partnership, "42704");
+        }
+        return marked;
+    }
+
+    /**
      * Every recorded transition of a partnership, oldest first.
      *
      * @throws SQLException when the witness cannot be reached

@@ -47,6 +47,42 @@ class LockstepConfigTest {
     }
 
     @Test
+    void journalRetentionAndSeedingSettingsAreValidatedAndRead() {
+        LockstepConfig d = valid().build();
+        assertThat(d.journalLimitRecords()).isEqualTo(10_000_000L);
+        assertThat(d.journalLimitAge()).isNull();
+        assertThat(d.journalCheckInterval()).isEqualTo(Duration.ofMinutes(1));
+        assertThat(d.seedingTimeout()).isEqualTo(Duration.ofHours(1));
+        assertThatThrownBy(() -> valid().journalLimitRecords(9).build())
+                .hasMessageContaining("'journalLimitRecords'").hasMessageContaining("at least 10").hasMessageContaining("got 9");
+        assertThatThrownBy(() -> valid().journalLimitAge(Duration.ofMillis(10)).build())
+                .hasMessageContaining("'journalLimitAge'").hasMessageContaining("PT0.01S");
+        assertThatThrownBy(() -> valid().journalCheckInterval(Duration.ZERO).build()).hasMessageContaining("'journalCheckInterval'");
+        assertThatThrownBy(() -> valid().seedingTimeout(null).build()).hasMessageContaining("'seedingTimeout'");
+        assertThatThrownBy(() -> valid().journalRetentionListener(null).build()).hasMessageContaining("'journalRetentionListener'");
+        java.util.Properties p = new java.util.Properties();
+        p.setProperty("partnership", "orders");
+        for (String role : new String[] {"principal", "mirror"}) {
+            NodeConfig n = role.equals("principal") ? A : B;
+            p.setProperty(role + ".name", n.name());
+            p.setProperty(role + ".url", n.jdbcUrl());
+            p.setProperty(role + ".user", n.user());
+        }
+        p.setProperty("journalLimitRecords", "5000");
+        p.setProperty("journalLimitAge", "PT6H");
+        p.setProperty("journalCheckInterval", "PT5S");
+        p.setProperty("seedingTimeout", "PT2H");
+        LockstepConfig c = LockstepConfig.fromProperties(p);
+        assertThat(c.journalLimitRecords()).isEqualTo(5000L);
+        assertThat(c.journalLimitAge()).isEqualTo(Duration.ofHours(6));
+        assertThat(c.journalCheckInterval()).isEqualTo(Duration.ofSeconds(5));
+        assertThat(c.seedingTimeout()).isEqualTo(Duration.ofHours(2));
+        assertThat(c.toBuilder().build().journalLimitAge()).isEqualTo(Duration.ofHours(6));
+        p.setProperty("journalLimitRecords", "lots");
+        assertThatThrownBy(() -> LockstepConfig.fromProperties(p)).hasMessageContaining("'journalLimitRecords'").hasMessageContaining("lots");
+    }
+
+    @Test
     void witnessModeAndPartnerTimeoutAreValidated() {
         NodeConfig w = NodeConfig.of("w", "jdbc:postgresql://127.0.0.1:5434/w", "u", "secret-w");
         LockstepConfig withWitness = valid().witness(w).build();

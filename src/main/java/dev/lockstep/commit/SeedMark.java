@@ -1,0 +1,74 @@
+package dev.lockstep.commit;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+
+/**
+ * The principal's record that its mirror must be seeded rather than caught up, and the test for a
+ * blank node (one that holds nothing of the partnership yet). Statements run in the caller's
+ * transaction, or in their own under autocommit.
+ */
+public final class SeedMark {
+
+    private SeedMark() {
+    }
+
+    /**
+     * Whether the principal records, at its current epoch, that its mirror must be seeded.
+     *
+     * @param principal a connection to the principal
+     */
+    public static boolean marked(Connection principal) throws SQLException {
+        return bool(principal, "SELECT lockstep.mirror_needs_seeding()");
+    }
+
+    /**
+     * Records, or clears, the mark on the principal of {@code epoch}.
+     *
+     * @param principal a connection to the principal
+     * @param epoch     the epoch the caller acts in
+     * @param needed    true to record, false to clear
+     * @return false when the node is no longer principal at that epoch
+     */
+    public static boolean mark(Connection principal, long epoch, boolean needed) throws SQLException {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT lockstep.mark_mirror_for_seeding(?, ?)")) {
+            ps.setLong(1, epoch);
+            ps.setBoolean(2, needed);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1);
+            }
+        }
+    }
+
+    /** Whether the node holds nothing of the partnership: no attached table, no journal record, never trimmed. */
+    public static boolean blank(Connection node) throws SQLException {
+        return bool(node, "SELECT lockstep.is_blank()");
+    }
+
+    /**
+     * Makes a blank mirror a mirror of the principal's epoch (a new node is installed at epoch 1).
+     *
+     * @param node        a connection to the blank node, autocommit on
+     * @param partnership the partnership
+     * @param epoch       the principal's epoch
+     * @throws SQLException 55000 when the node is not a blank mirror of the partnership
+     */
+    public static void enrolAsMirror(Connection node, String partnership, long epoch) throws SQLException {
+        try (PreparedStatement ps = node.prepareStatement("SELECT lockstep.enrol_as_mirror(?, ?)")) {
+            ps.setString(1, partnership);
+            ps.setLong(2, epoch);
+            ps.executeQuery().close();
+        }
+    }
+
+    private static boolean bool(Connection c, String sql) throws SQLException {
+        try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery(sql)) {
+            rs.next();
+            return rs.getBoolean(1);
+        }
+    }
+}

@@ -1,0 +1,285 @@
+package dev.lockstep.commit;
+
+import dev.lockstep.jdbc.SqlStates;
+import org.postgresql.PGConnection;
+import org.postgresql.copy.CopyIn;
+import org.postgresql.copy.CopyOut;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Seeds a mirror with a consistent copy of the principal: in one {@code REPEATABLE READ}
+ * snapshot on the principal it reads every attached table, the schema the mirror lacks for them,
+ * and the journal records that snapshot holds; on the mirror, in one transaction applied as
+ * replica (no user trigger fires), it creates what is missing, replaces every attached table's
+ * rows, attaches them, moves their sequences to at least the principal's positions (I3) and
+ * replaces its journal with the snapshot's. Catch-up then replays what committed after the
+ * snapshot: the mirror holds exactly the snapshot's records, so a transaction in flight when the
+ * snapshot was taken is missing from it and found by the replay (I6).
+ */
+public final class SnapshotCopy {
+
+    /**
+     * What a copy did.
+     *
+     * @param tables         attached tables copied
+     * @param rows           rows copied into them
+     * @param journalRecords journal records the snapshot held, now on the mirror too
+     */
+    public record Result(int tables, long rows, long journalRecords) {
+    }
+
+    private record Table(String name, String mode, List<String> columns, List<String> sequences) {
+    }
+
+    private record Ddl(int step, String statement) {
+    }
+
+    private static final int FOREIGN_KEYS = 6;
+
+    private SnapshotCopy() {
+    }
+
+    /**
+     * Copies the principal's attached tables and journal onto the mirror.
+     *
+     * @param principal a connection to the principal, autocommit on; a read-only snapshot
+     *                  transaction is opened and ended here
+     * @param mirror    a connection to the mirror with {@code session_replication_role = replica};
+     *                  its transaction is committed here, or rolled back on failure (nothing changes)
+     * @param mirrorName the mirror's name, for messages
+     * @param deadline  the deadline of each statement and of the network reads, the copy of a
+     *                  whole table included
+     * @return what was copied
+     * @throws SQLException when either node fails; the mirror is left as it was
+     */
+    public static Result copy(Connection principal, Connection mirror, String mirrorName, Duration deadline) throws SQLException {
+        int principalTimeout = principal.getNetworkTimeout();
+        int mirrorTimeout = mirror.getNetworkTimeout();
+        principal.setNetworkTimeout(Runnable::run, (int) Math.min(Integer.MAX_VALUE, deadline.toMillis() + 5000));
+        mirror.setNetworkTimeout(Runnable::run, (int) Math.min(Integer.MAX_VALUE, deadline.toMillis() + 5000));
+        principal.setAutoCommit(false);
+        mirror.setAutoCommit(false);
+        try {
+            try (Statement st = principal.createStatement()) {
+                st.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+                st.execute("SET LOCAL statement_timeout = " + deadline.toMillis());
+            }
+            try (Statement st = mirror.createStatement()) {
+                st.execute("SET LOCAL statement_timeout = " + deadline.toMillis());
+                st.execute("SELECT set_config('lockstep.internal', 'on', true)");
+            }
+            Result result = copyInSnapshot(principal, mirror);
+            mirror.commit();
+            principal.commit();
+            return result;
+        } catch (SQLException | RuntimeException e) {
+            rollbackQuietly(mirror, e);
+            rollbackQuietly(principal, e);
+            if (e instanceof SQLException sql) {
+                throw SqlStates.error(sql.getSQLState(), "lockstep: seeding mirror node " + mirrorName + " failed, nothing"
+                        + " changed on it: " + sql.getMessage(), sql);
+            }
+            throw e;
+        } finally {
+            principal.setAutoCommit(true);
+            mirror.setAutoCommit(true);
+            principal.setNetworkTimeout(Runnable::run, principalTimeout);
+            mirror.setNetworkTimeout(Runnable::run, mirrorTimeout);
+        }
+    }
+
+    private static Result copyInSnapshot(Connection p, Connection m) throws SQLException {
+        List<Table> tables = attached(p);
+        List<String> foreignKeys = new ArrayList<>();
+        for (Table t : tables) {
+            boolean exists = bool(m, "SELECT to_regclass(?) IS NOT NULL", t.name());
+            for (Ddl d : ddl(p, t.name())) {
+                if (d.step() == FOREIGN_KEYS) {
+                    if (!exists) {
+                        foreignKeys.add(d.statement());
+                    }
+                } else if (d.step() <= 1 || !exists) {
+                    execute(m, d.statement());
+                }
+            }
+        }
+        for (String fk : foreignKeys) {
+            execute(m, fk);
+        }
+        if (!tables.isEmpty()) {
+            execute(m, "TRUNCATE " + String.join(", ", tables.stream().map(Table::name).toList()) + " CASCADE");
+        }
+        long rows = 0;
+        for (Table t : tables) {
+            String cols = String.join(", ", t.columns());
+            rows += stream(p, "COPY " + t.name() + " (" + cols + ") TO STDOUT (FORMAT binary)",
+                    m, "COPY " + t.name() + " (" + cols + ") FROM STDIN (FORMAT binary)");
+        }
+        attach(m, tables);
+        copySequences(p, m, tables);
+        long journal = copyJournal(p, m);
+        return new Result(tables.size(), rows, journal);
+    }
+
+    private static List<Table> attached(Connection p) throws SQLException {
+        List<Table> tables = new ArrayList<>();
+        try (Statement st = p.createStatement();
+             ResultSet rs = st.executeQuery("SELECT table_name, capture_mode, data_columns, sequences FROM lockstep.attached"
+                     + " ORDER BY table_name")) {
+            while (rs.next()) {
+                tables.add(new Table(rs.getString(1), rs.getString(2), List.of((String[]) rs.getArray(3).getArray()),
+                        List.of((String[]) rs.getArray(4).getArray())));
+            }
+        }
+        return tables;
+    }
+
+    private static List<Ddl> ddl(Connection p, String table) throws SQLException {
+        List<Ddl> out = new ArrayList<>();
+        try (PreparedStatement ps = p.prepareStatement("SELECT step, statement FROM lockstep.seed_ddl(?::regclass)")) {
+            ps.setString(1, table);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    out.add(new Ddl(rs.getInt(1), rs.getString(2)));
+                }
+            }
+        }
+        out.sort(java.util.Comparator.comparingInt(Ddl::step));
+        return out;
+    }
+
+    /** The mirror's attachments become the principal's: capture triggers, appliers, dispatcher. */
+    private static void attach(Connection m, List<Table> tables) throws SQLException {
+        try (PreparedStatement ps = m.prepareStatement("DELETE FROM lockstep.attached WHERE NOT (table_name = ANY (?))")) {
+            ps.setArray(1, m.createArrayOf("text", tables.stream().map(Table::name).toArray()));
+            ps.executeUpdate();
+        }
+        execute(m, "SELECT lockstep.generate_dispatcher()");
+        try (PreparedStatement ps = m.prepareStatement("SELECT lockstep.attach_local(?::regclass, ?)")) {
+            for (Table t : tables) {
+                ps.setString(1, t.name());
+                ps.setString(2, t.mode());
+                ps.executeQuery().close();
+            }
+        }
+    }
+
+    /**
+     * Sequences are read after the rows, outside the snapshot (sequences are not transactional),
+     * so the mirror's are at or beyond every value the copied rows hold; a sequence the principal
+     * never used starts afresh on the mirror too.
+     */
+    private static void copySequences(Connection p, Connection m, List<Table> tables) throws SQLException {
+        Set<String> sequences = new LinkedHashSet<>();
+        tables.forEach(t -> sequences.addAll(t.sequences()));
+        try (PreparedStatement read = p.prepareStatement("SELECT lockstep.sequence_position(?),"
+                + " (SELECT seqstart FROM pg_sequence WHERE seqrelid = ?::regclass)");
+             PreparedStatement set = m.prepareStatement("SELECT setval(?::regclass, ?, ?)")) {
+            for (String s : sequences) {
+                read.setString(1, s);
+                read.setString(2, s);
+                try (ResultSet rs = read.executeQuery()) {
+                    rs.next();
+                    long position = rs.getLong(1);
+                    boolean used = !rs.wasNull();
+                    set.setString(1, s);
+                    set.setLong(2, used ? position : rs.getLong(2));
+                    set.setBoolean(3, used);
+                }
+                set.executeQuery().close();
+            }
+        }
+    }
+
+    /**
+     * The mirror's journal becomes the snapshot's, with the principal's trim position. In-doubt
+     * bars (epoch 0) stay, but not for a transaction the principal holds committed.
+     */
+    private static long copyJournal(Connection p, Connection m) throws SQLException {
+        execute(m, "CREATE TEMPORARY TABLE lockstep_seed_journal (LIKE lockstep.journal) ON COMMIT DROP");
+        long n = stream(p, "COPY (SELECT epoch, seq, gid, origin, committed_at, changes FROM lockstep.journal WHERE epoch > 0)"
+                        + " TO STDOUT (FORMAT binary)",
+                m, "COPY lockstep_seed_journal (epoch, seq, gid, origin, committed_at, changes) FROM STDIN (FORMAT binary)");
+        execute(m, "DELETE FROM lockstep.journal j WHERE j.epoch > 0"
+                + " OR j.gid IN (SELECT gid FROM lockstep_seed_journal)");
+        execute(m, "INSERT INTO lockstep.journal SELECT * FROM lockstep_seed_journal");
+        long epoch;
+        long seq;
+        try (Statement st = p.createStatement();
+             ResultSet rs = st.executeQuery("SELECT journal_trimmed_epoch, journal_trimmed_seq FROM lockstep.node_state")) {
+            rs.next();
+            epoch = rs.getLong(1);
+            seq = rs.getLong(2);
+        }
+        try (PreparedStatement ps = m.prepareStatement(
+                "UPDATE lockstep.node_state SET journal_trimmed_epoch = ?, journal_trimmed_seq = ?")) {
+            ps.setLong(1, epoch);
+            ps.setLong(2, seq);
+            ps.executeUpdate();
+        }
+        return n;
+    }
+
+    /** Streams one COPY from the principal into one COPY on the mirror; returns the rows. */
+    private static long stream(Connection p, String out, Connection m, String in) throws SQLException {
+        CopyOut from = p.unwrap(PGConnection.class).getCopyAPI().copyOut(out);
+        CopyIn to;
+        try {
+            to = m.unwrap(PGConnection.class).getCopyAPI().copyIn(in);
+        } catch (SQLException e) {
+            from.cancelCopy();
+            throw e;
+        }
+        try {
+            byte[] buf;
+            while ((buf = from.readFromCopy()) != null) {
+                to.writeToCopy(buf, 0, buf.length);
+            }
+            return to.endCopy();
+        } catch (SQLException e) {
+            if (to.isActive()) {
+                to.cancelCopy();
+            }
+            if (from.isActive()) {
+                from.cancelCopy();
+            }
+            throw e;
+        }
+    }
+
+    private static boolean bool(Connection c, String sql, String arg) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement(sql)) {
+            ps.setString(1, arg);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1);
+            }
+        }
+    }
+
+    private static void execute(Connection c, String sql) throws SQLException {
+        try (Statement st = c.createStatement()) {
+            st.execute(sql);
+        } catch (SQLException e) {
+            throw SqlStates.error(e.getSQLState(), e.getMessage() + " [while running: " + sql + "]", e);
+        }
+    }
+
+    private static void rollbackQuietly(Connection c, Exception cause) {
+        try {
+            c.rollback();
+        } catch (SQLException e) {
+            cause.addSuppressed(e);
+        }
+    }
+}

@@ -1,0 +1,58 @@
+package dev.lockstep.core;
+
+/**
+ * How a mirror that is behind is brought back: by replaying the journal records it lacks, or by
+ * seeding it with a copy of the principal's tables first. Also which of a returning node's
+ * journal records are divergent: transactions the principal never held.
+ */
+public final class CatchUpPlan {
+
+    private CatchUpPlan() {
+    }
+
+    /** How the mirror is brought back. */
+    public enum Kind {
+        /** Replay the journal records the mirror lacks. */
+        CATCH_UP,
+        /** Copy the principal's tables onto the mirror, then replay what committed after the copy. */
+        SEED
+    }
+
+    /**
+     * Decides how to bring the mirror back.
+     *
+     * @param markedForSeeding  the principal records that its mirror must be seeded (its journal
+     *                          limit was exceeded, or the mirror diverged)
+     * @param mirrorBlank       the mirror holds nothing of the partnership (a new, empty node)
+     * @param principalBlank    the principal holds nothing either (a new partnership)
+     * @param divergentRecords  how many of the mirror's records the principal lacks
+     * @return the kind of catch-up
+     */
+    public static Kind decide(boolean markedForSeeding, boolean mirrorBlank, boolean principalBlank, int divergentRecords) {
+        if (markedForSeeding || divergentRecords > 0 || (mirrorBlank && !principalBlank)) {
+            return Kind.SEED;
+        }
+        return Kind.CATCH_UP;
+    }
+
+    /**
+     * Whether a record a returning node holds and the principal lacks is divergent. Only the
+     * principal of an epoch writes records of it (I4): a record of the principal's own epoch came
+     * from the principal. A record of an earlier epoch that the principal lacks, at or above the
+     * position below which it trimmed what both held, is a transaction only the returning node
+     * committed.
+     *
+     * @param recordEpoch     the record's epoch
+     * @param recordSeq       the record's sequence number
+     * @param principalEpoch  the principal's epoch
+     * @param trimmedEpoch    epoch of the position below which the principal trimmed its journal
+     * @param trimmedSeq      sequence number of that position
+     * @return true when divergent
+     */
+    public static boolean divergent(long recordEpoch, long recordSeq, long principalEpoch, long trimmedEpoch, long trimmedSeq) {
+        if (recordEpoch <= 0 || recordEpoch >= principalEpoch) {
+            return false;
+        }
+        return recordEpoch > trimmedEpoch || (recordEpoch == trimmedEpoch && recordSeq >= trimmedSeq);
+    }
+}
