@@ -1,6 +1,7 @@
 package dev.lockstep;
 
 import dev.lockstep.commit.JournalReplay;
+import dev.lockstep.commit.SeedMark;
 import dev.lockstep.jdbc.SqlStates;
 
 import java.sql.Connection;
@@ -44,6 +45,12 @@ final class Shipper {
             if (JournalReplay.preparedOn(m, config.partnership()) > 0) {
                 throw SqlStates.error(SqlStates.NOT_READY, "lockstep: mirror node " + t.mirror.name() + " of partnership "
                         + config.partnership() + " holds transactions in doubt; in-doubt resolution settles them before shipping", null);
+            }
+            // A blank mirror, one marked for seeding, or one that holds transactions the principal
+            // lacks (the old principal after a forced service: they go to the divergence report)
+            // is seeded first; shipping goes on from the snapshot.
+            if (Seeding.prepareMirror(config, null, p, m, t) != null) {
+                SeedMark.mark(p, t.epoch, false);
             }
             JournalReplay replay = new JournalReplay(p, m, config.remoteCallTimeout());
             long idle = Math.max(20, config.heartbeatInterval().toMillis() / 4);

@@ -1,5 +1,6 @@
 package dev.lockstep.it;
 
+import dev.lockstep.DivergentTransaction;
 import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
 import dev.lockstep.core.MirroringState;
@@ -8,6 +9,10 @@ import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
 import java.time.Duration;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.stream.Collectors;
 import java.util.concurrent.atomic.AtomicLong;
 
 import static dev.lockstep.it.TwoNodes.value;
@@ -81,6 +86,61 @@ class HighPerformanceTest extends OnTwoNodes {
             assertThat(ds.partnership().verify().identical()).isTrue();
             try (Connection m = pair.mirror()) {
                 assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(value(m, "SELECT count(*) FROM t"));
+            }
+        }
+    }
+
+    /**
+     * Forced service in HIGH_PERFORMANCE loses what had not shipped; when the old principal comes
+     * back, exactly those transactions are in the divergence report, and it is re-seeded.
+     */
+    @Test
+    void forcedServiceReportsExactlyTheTransactionsThatHadNotShipped() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("asyncforced");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            Set<Long> acknowledged;
+            try (Writers writers = Writers.start(ds, 2)) {
+                await().atMost(WAIT).until(() -> ds.partnership().statistics().mirrorAppliedRecords() >= 300);
+                // The mirror stalls: shipping stops while the principal keeps committing.
+                nodes.b().freeze();
+                try {
+                    int atFreeze = writers.count();
+                    await().atMost(WAIT).until(() -> writers.count() >= atFreeze + 300);
+                    writers.stop();
+                    acknowledged = writers.acknowledged();
+                    nodes.a().kill();
+                } finally {
+                    nodes.b().thaw();
+                }
+            }
+            Set<Long> unshipped;
+            try {
+                await().atMost(WAIT).ignoreExceptions().until(() -> ds.partnership().forceService(true).epoch() == 2);
+                try (Connection b = pair.mirror()) {
+                    unshipped = new HashSet<>(acknowledged);
+                    unshipped.removeAll(Writers.ids(b));
+                }
+                assertThat(unshipped).isNotEmpty();
+                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (-1)")).isTrue();
+            } finally {
+                nodes.a().restart();
+            }
+            assertThat(ds.partnership().resume().state()).isEqualTo(MirroringState.SYNCHRONIZING);
+            await().atMost(WAIT).until(() -> !ds.partnership().divergenceReport().isEmpty()
+                    && ds.partnership().statistics().sendQueueRecords() == 0 && ds.partnership().verify().identical());
+
+            List<DivergentTransaction> report = ds.partnership().divergenceReport();
+            String images = report.stream().map(DivergentTransaction::changes).collect(Collectors.joining());
+            Set<Long> reported = acknowledged.stream().filter(id -> images.contains("\"(" + id + ")\"")).collect(Collectors.toSet());
+            assertThat(reported).isEqualTo(unshipped);
+            assertThat(report).hasSize(unshipped.size()).allSatisfy(d -> {
+                assertThat(d.node()).isEqualTo("node-a");
+                assertThat(d.epoch()).isEqualTo(1L);
+                assertThat(d.principal()).isEqualTo("node-b");
+            });
+            try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+                assertThat(Writers.ids(a)).containsExactlyInAnyOrderElementsOf(Writers.ids(b)).doesNotContainAnyElementsOf(unshipped);
             }
         }
     }
