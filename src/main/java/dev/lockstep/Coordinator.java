@@ -708,6 +708,31 @@ final class Coordinator implements AutoCloseable {
         return next;
     }
 
+    /**
+     * An operator's re-seed (SQL Server: re-initialising the mirror from a backup): mirroring is
+     * suspended if it runs, the mirror is marked for seeding on the principal (and at the witness),
+     * then mirroring resumes; the catch-up (or, in HIGH_PERFORMANCE, the shipper) seeds the mirror
+     * from a snapshot of the principal and replays what followed, while writers go on.
+     */
+    PartnershipRecord reseedMirror() throws SQLException {
+        PartnershipRecord current = current();
+        if (current.state() != MirroringState.SUSPENDED && current.state() != MirroringState.DISCONNECTED) {
+            current = suspend();
+        }
+        Topology t = topology.get();
+        try (Connection c = connectDirect(config, t.principal)) {
+            c.setAutoCommit(true);
+            dev.lockstep.commit.SeedMark.mark(c, t.epoch, true);
+        }
+        if (witness != null) {
+            witness.markMirrorForSeeding(config.partnership(), t.epoch, "operator asked to re-seed mirror " + t.mirror.name(),
+                    config.coordinatorId());
+        }
+        LOG.warn("lockstep: partnership {}: mirror {} marked for seeding at an operator's request", config.partnership(),
+                t.mirror.name());
+        return resume();
+    }
+
     /** Forced service onto the mirror; this coordinator follows at once. */
     PartnershipRecord forceService(boolean allowDataLoss) throws SQLException {
         return changingRoles(LockstepEvent.FailoverKind.FORCED, () -> forceServiceNow(allowDataLoss));

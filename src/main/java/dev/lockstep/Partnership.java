@@ -137,6 +137,21 @@ public final class Partnership {
     }
 
     /**
+     * Re-seeds the mirror online (SQL Server: re-initialising it from a backup): for a mirror that
+     * verify found beyond repair, or a new server put in place of a lost one. Mirroring is
+     * suspended, the mirror marked for seeding, and resumed: a consistent snapshot of every
+     * attached table, its schema and sequence positions is copied from the principal, then the
+     * journal from the snapshot's position, while the application keeps writing (exposed meanwhile).
+     * Wait for {@link #status()} to say SYNCHRONIZED (SYNCHRONIZING in HIGH_PERFORMANCE).
+     *
+     * @return the partnership record (SYNCHRONIZING)
+     * @throws SQLException 55000 while a role change is under way; 40001 when the record changed meanwhile (retry)
+     */
+    public PartnershipRecord reseedMirror() throws SQLException {
+        return coordinator.reseedMirror();
+    }
+
+    /**
      * The last catch-up this coordinator ran: a mirror that was DISCONNECTED replayed what it
      * lacked and the partnership became SYNCHRONIZED again. Another coordinator of the
      * partnership may have run it instead.

@@ -41,7 +41,7 @@ public final class AdminCommand {
 
     /** The commands this class runs. */
     public static final Set<String> COMMANDS = Set.of("install", "attach", "status", "failover", "force-service", "suspend",
-            "resume", "verify");
+            "resume", "verify", "seed");
 
     /** Options every admin command accepts; some take more (see {@link #options}). */
     private static final Set<String> COMMON = Set.of("config", "partnership", "json");
@@ -69,6 +69,7 @@ public final class AdminCommand {
             case "failover" -> Set.of("to");
             case "force-service" -> Set.of("allow-data-loss");
             case "verify" -> Set.of("repair");
+            case "seed" -> Set.of("wait-seconds");
             default -> Set.of();
         };
         return java.util.stream.Stream.concat(COMMON.stream(), extra.stream()).collect(Collectors.toUnmodifiableSet());
@@ -126,6 +127,18 @@ public final class AdminCommand {
                 record(result, ds.partnership().forceService(true));
             }
             case "suspend" -> record(result, ds.partnership().suspend());
+            case "seed" -> {
+                record(result, ds.partnership().reseedMirror());
+                // The catch-up that seeds runs in this coordinator: it stays up until SYNCHRONIZED.
+                int wait = args.integer("wait-seconds", 600, 1, 86_400);
+                boolean done = awaitState(ds, config, wait);
+                result.put("state", ds.partnership().status().state().name());
+                result.put("seeded", ds.partnership().lastCatchUp().map(c -> c.seeded()).orElse(false));
+                if (!done) {
+                    result.put("note", "not SYNCHRONIZED within " + wait + " s; the partnership's coordinators finish the seeding");
+                    return 1;
+                }
+            }
             case "resume" -> record(result, ds.partnership().resume());
             case "verify" -> {
                 VerifyReport report = ds.partnership().verify();
@@ -212,6 +225,19 @@ public final class AdminCommand {
             Thread.sleep(50);
         }
         Thread.sleep(config.heartbeatInterval().toMillis() + 200);
+    }
+
+    private static boolean awaitState(LockstepDataSource ds, LockstepConfig config, int seconds) throws InterruptedException {
+        dev.lockstep.core.MirroringState target = config.mode() == dev.lockstep.core.OperatingMode.HIGH_PERFORMANCE
+                ? dev.lockstep.core.MirroringState.SYNCHRONIZING : dev.lockstep.core.MirroringState.SYNCHRONIZED;
+        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+        while (System.nanoTime() - deadline < 0) {
+            if (ds.partnership().status().state() == target && ds.partnership().lastCatchUp().isPresent()) {
+                return true;
+            }
+            Thread.sleep(100);
+        }
+        return false;
     }
 
     private static boolean settled(PartnerHealth h) {

@@ -31,6 +31,7 @@ public final class Main {
             "  suspend        --config F [--json]",
             "  resume         --config F [--json]",
             "  verify         --config F [--repair] [--json]   names differing keys, sequences, schema; exit code 1 when they differ",
+            "  seed           --config F [--wait-seconds 600] [--json]   re-seed the mirror online from the principal",
             "  (every --config command also takes --partnership name to override the file's)",
             "  help");
 
@@ -75,6 +76,7 @@ public final class Main {
                 case "suspend":
                 case "resume":
                 case "verify":
+                case "seed":
                     return new AdminCommand(command, Args.parse(command, rest, AdminCommand.options(command)), out).run();
                 case "help":
                 case "--help":
@@ -83,7 +85,7 @@ public final class Main {
                     return 0;
                 default:
                     throw new Args.UsageException("unknown command '" + command + "'; commands: demo, install, attach, status,"
-                            + " failover, force-service, suspend, resume, verify, bench, bench-capture, help");
+                            + " failover, force-service, suspend, resume, verify, seed, bench, bench-capture, help");
             }
         } catch (Args.UsageException e) {
             err.println("error: " + e.getMessage());
