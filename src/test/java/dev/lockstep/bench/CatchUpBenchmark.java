@@ -40,17 +40,23 @@ public final class CatchUpBenchmark {
         }
         try (PgNode a = PgNode.start("node-a"); PgNode b = PgNode.start("node-b"); PgNode w = PgNode.start("witness")) {
             NodeConfig witness = NodeConfig.of("witness", w.directJdbcUrl(w.createDatabase("witness")), w.user(), w.password());
+            java.util.List<String> seeding = new java.util.ArrayList<>();
             System.out.println("| load during catch-up | exposed write rate | backlog | replayed | catch-up rate | passes | cut-over pause | identical |");
             System.out.println("|---|---|---|---|---|---|---|---|");
             for (boolean underLoad : new boolean[] {false, true}) {
-                System.out.println(run(a, b, witness, backlog, clients, underLoad));
+                System.out.println(run(a, b, witness, backlog, clients, underLoad, seeding));
             }
+            System.out.println();
+            System.out.println("| load during seeding | rows on the principal | seed + catch-up until SYNCHRONIZED | seeding rate | identical |");
+            System.out.println("|---|---|---|---|---|");
+            seeding.forEach(System.out::println);
         }
         System.out.flush();
         System.exit(0);
     }
 
-    private static String run(PgNode a, PgNode b, NodeConfig witness, int backlog, int clients, boolean underLoad) throws Exception {
+    private static String run(PgNode a, PgNode b, NodeConfig witness, int backlog, int clients, boolean underLoad,
+                              java.util.List<String> seeding) throws Exception {
         String name = underLoad ? "catchup_loaded" : "catchup_idle";
         String dbA = a.createDatabase(name);
         String dbB = b.createDatabase(name);
@@ -83,6 +89,7 @@ public final class CatchUpBenchmark {
                     writers.stop();
                     CatchUpResult r = ds.partnership().lastCatchUp().orElseThrow();
                     boolean identical = ds.partnership().verify().identical();
+                    seeding.add(seed(ds, clients, underLoad));
                     return String.format(Locale.ROOT, "| %s | %.0f tx/s | %d | %d | %.0f records/s | %d | %.1f ms | %s |",
                             underLoad ? clients + " clients" : "none", rate, backlog, r.replayed(),
                             r.replayed() / (r.replayMillis() / 1000), r.passes(), r.cutOverMillis(), identical);
@@ -92,6 +99,36 @@ public final class CatchUpBenchmark {
                     }
                 }
             } finally {
+                writers.stop();
+            }
+        }
+    }
+
+    /**
+     * Re-seeds the mirror of a partnership that holds the catch-up's rows, with the clients
+     * writing or not, and times it until SYNCHRONIZED: snapshot copy, then catch-up from it.
+     */
+    private static String seed(LockstepDataSource ds, int clients, boolean underLoad) throws Exception {
+        long rows;
+        try (Connection c = ds.getConnection(); Statement st = c.createStatement(); var rs = st.executeQuery("SELECT count(*) FROM t")) {
+            rs.next();
+            rows = rs.getLong(1);
+        }
+        AcknowledgingWriters writers = underLoad ? new AcknowledgingWriters(ds, clients) : null;
+        try {
+            long started = System.nanoTime();
+            ds.partnership().reseedMirror();
+            until(() -> ds.partnership().status().state() == MirroringState.SYNCHRONIZED
+                    && ds.partnership().lastCatchUp().map(CatchUpResult::seeded).orElse(false));
+            double seconds = (System.nanoTime() - started) / 1e9;
+            if (writers != null) {
+                writers.stop();
+            }
+            boolean identical = ds.partnership().verify().identical();
+            return String.format(Locale.ROOT, "| %s | %d | %.1f s | %.0f rows/s | %s |", underLoad ? clients + " clients" : "none",
+                    rows, seconds, rows / seconds, identical);
+        } finally {
+            if (writers != null) {
                 writers.stop();
             }
         }

@@ -62,6 +62,24 @@ class CommandLineTest extends OnTwoNodesAndWitness {
         return file;
     }
 
+    /**
+     * Makes the principal's server ask {@code role} for a password (the embedded servers trust
+     * every local login): a scram line ahead of the others in its pg_hba.conf, then a reload.
+     * False where that file is not on this machine (a container).
+     */
+    private static boolean passwordLoginFor(TwoNodes.Pair pair, String role, String password) throws Exception {
+        try (Connection c = pair.principal(); Statement st = c.createStatement()) {
+            Path hba = Path.of((String) TwoNodes.value(c, "SHOW hba_file"));
+            if (!Files.exists(hba)) {
+                return false;
+            }
+            st.execute("CREATE ROLE " + role + " LOGIN PASSWORD '" + password + "'");
+            Files.writeString(hba, "host all " + role + " 127.0.0.1/32 scram-sha-256\n" + Files.readString(hba));
+            st.execute("SELECT pg_reload_conf()");
+            return true;
+        }
+    }
+
     private static void put(Properties p, String prefix, NodeConfig n) {
         p.setProperty(prefix + ".name", n.name());
         p.setProperty(prefix + ".url", n.jdbcUrl());
@@ -172,6 +190,14 @@ class CommandLineTest extends OnTwoNodesAndWitness {
                 good.toBuilder().witness(null).mode(null).principal(stranger).build()).toString());
         assertThat(wrongUser.code()).isEqualTo(Main.ERROR);
         assertThat(wrongUser.err()).contains("node-a", "no_such_role");
+
+        if (passwordLoginFor(pair, "lockstep_pw", "right")) {
+            NodeConfig wrongPassword = NodeConfig.of("node-a", good.principal().jdbcUrl(), "lockstep_pw", "wrong");
+            Run refusedLogin = lockstep("status", "--config", configFile("wrongpassword",
+                    good.toBuilder().witness(null).mode(null).principal(wrongPassword).build()).toString());
+            assertThat(refusedLogin.code()).isEqualTo(Main.ERROR);
+            assertThat(refusedLogin.err()).contains("node-a", "lockstep_pw", "password authentication failed", "SQLSTATE 28P01");
+        }
 
         TwoNodes.Pair bare = nodes.newPair("clibare");
         Run noSchema = lockstep("status", "--config", configFile("clibare", bare.config().build()).toString());
