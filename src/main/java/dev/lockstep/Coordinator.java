@@ -510,6 +510,30 @@ final class Coordinator implements AutoCloseable {
      * less than a few heartbeats ago. The monitor calls it while the mirror is reachable and behind.
      */
     void catchUpSoon(PartnershipRecord current) {
+        onMirrorThread("catch-up of", t -> {
+            telemetry.catchUpStarted();
+            CatchUpResult r = new CatchUp(this, witness, this::caughtUp).run(t, current);
+            if (r != null) {
+                lastCatchUp = r;
+                telemetry.catchUpFinished(r);
+                LOG.warn("lockstep: partnership {}: mirror {} caught up at epoch {}: {} journal records replayed in {}"
+                        + " passes; new commits were held {} ms at the cut-over", config.partnership(), t.mirror.name(),
+                        t.epoch, r.replayed(), r.passes(), String.format(java.util.Locale.ROOT, "%.1f", r.cutOverMillis()));
+            }
+        });
+    }
+
+    /**
+     * HIGH_PERFORMANCE: starts shipping the journal to the mirror in the background unless it is
+     * under way or failed less than a few heartbeats ago. The monitor calls it while the mirror is
+     * reachable.
+     */
+    void shipSoon() {
+        onMirrorThread("shipping to", t -> new Shipper(this).run(t));
+    }
+
+    /** Work on the mirror that runs long: one run at a time, on its own thread, backing off after a failure. */
+    private void onMirrorThread(String what, MirrorWork work) {
         if (System.nanoTime() - nextCatchUpNanos < 0 || !catchingUp.compareAndSet(false, true)) {
             return;
         }
@@ -517,20 +541,12 @@ final class Coordinator implements AutoCloseable {
         try {
             catchUpThread.execute(() -> {
                 try {
-                    telemetry.catchUpStarted();
-                    CatchUpResult r = new CatchUp(this, witness, this::caughtUp).run(t, current);
-                    if (r != null) {
-                        lastCatchUp = r;
-                        telemetry.catchUpFinished(r);
-                        LOG.warn("lockstep: partnership {}: mirror {} caught up at epoch {}: {} journal records replayed in {}"
-                                + " passes; new commits were held {} ms at the cut-over", config.partnership(), t.mirror.name(),
-                                t.epoch, r.replayed(), r.passes(), String.format(java.util.Locale.ROOT, "%.1f", r.cutOverMillis()));
-                    }
+                    work.run(t);
                 } catch (SQLException | RuntimeException e) {
                     nextCatchUpNanos = System.nanoTime() + config.heartbeatInterval().toNanos() * 5;
-                    LOG.warn("lockstep: partnership {}: catch-up of mirror {} failed; retrying later: {}", config.partnership(),
+                    LOG.warn("lockstep: partnership {}: {} mirror {} failed; retrying later: {}", config.partnership(), what,
                             t.mirror.name(), e.getMessage());
-                    LOG.debug("lockstep: catch-up failure", e);
+                    LOG.debug("lockstep: " + what + " mirror failed", e);
                 } finally {
                     catchingUp.set(false);
                 }
@@ -540,31 +556,9 @@ final class Coordinator implements AutoCloseable {
         }
     }
 
-    /**
-     * HIGH_PERFORMANCE: starts shipping the journal to the mirror in the background unless it is
-     * under way or failed less than a few heartbeats ago. The monitor calls it while the mirror is
-     * reachable.
-     */
-    void shipSoon() {
-        if (System.nanoTime() - nextCatchUpNanos < 0 || !catchingUp.compareAndSet(false, true)) {
-            return;
-        }
-        Topology t = topology.get();
-        try {
-            catchUpThread.execute(() -> {
-                try {
-                    new Shipper(this).run(t);
-                } catch (SQLException | RuntimeException e) {
-                    nextCatchUpNanos = System.nanoTime() + config.heartbeatInterval().toNanos() * 5;
-                    LOG.warn("lockstep: partnership {}: shipping to mirror {} stopped; retrying later: {}", config.partnership(),
-                            t.mirror.name(), e.getMessage());
-                } finally {
-                    catchingUp.set(false);
-                }
-            });
-        } catch (java.util.concurrent.RejectedExecutionException e) {
-            catchingUp.set(false);
-        }
+    @FunctionalInterface
+    private interface MirrorWork {
+        void run(Topology t) throws SQLException;
     }
 
     /** Whether a catch-up or the shipper runs now. */
