@@ -1047,7 +1047,10 @@ $$;
 ALTER TABLE lockstep.node_state
     ADD COLUMN mirror_needs_seed_epoch bigint,
     ADD COLUMN journal_trimmed_epoch bigint NOT NULL DEFAULT 0,
-    ADD COLUMN journal_trimmed_seq   bigint NOT NULL DEFAULT 0;
+    ADD COLUMN journal_trimmed_seq   bigint NOT NULL DEFAULT 0,
+    -- The latest epoch whose journal this node dropped at its limit: transactions it committed
+    -- alone then cannot be listed if it ever returns after a forced service.
+    ADD COLUMN journal_dropped_epoch bigint NOT NULL DEFAULT 0;
 
 -- Transactions a returning node held that the principal lacked (possible only after forced
 -- service): their journal records, row images included, with their original position. Kept on
@@ -1144,6 +1147,7 @@ BEGIN
         RAISE EXCEPTION 'lockstep: node % does not record its mirror for seeding at epoch %; its journal is still needed',
             (SELECT node_name FROM lockstep.node_state), p_epoch USING ERRCODE = '55000';
     END IF;
+    UPDATE lockstep.node_state SET journal_dropped_epoch = p_epoch;
     DELETE FROM lockstep.journal WHERE epoch = p_epoch;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

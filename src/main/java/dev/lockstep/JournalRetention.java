@@ -44,7 +44,8 @@ final class JournalRetention {
         try {
             run();
         } catch (SQLException | RuntimeException e) {
-            LOG.debug("lockstep: partnership {}: journal retention skipped: {}", coordinator.config().partnership(), e.toString());
+            // A run that keeps failing (a drop that times out, say) must not go unnoticed.
+            LOG.warn("lockstep: partnership {}: journal retention failed: {}", coordinator.config().partnership(), e.toString());
         }
     }
 
@@ -109,11 +110,12 @@ final class JournalRetention {
                         config.partnership(), t.mirror.name(), e.getMessage());
             }
         }
-        long dropped = JournalTrim.dropCurrentEpoch(p, t.epoch);
-        LOG.warn("lockstep: partnership {}: {}; mirror {} is marked for seeding and {} journal records were dropped",
-                config.partnership(), why, t.mirror.name(), dropped);
+        LOG.warn("lockstep: partnership {}: {}; mirror {} is marked for seeding and the journal of epoch {} is dropped",
+                config.partnership(), why, t.mirror.name(), t.epoch);
         coordinator.telemetry().journalLimit(usage, true);
         tell(() -> config.journalRetentionListener().limitExceeded(usage));
+        long dropped = JournalTrim.dropCurrentEpoch(p, t.epoch);
+        LOG.info("lockstep: partnership {}: {} journal records dropped", config.partnership(), dropped);
     }
 
     /**

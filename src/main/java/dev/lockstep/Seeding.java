@@ -55,15 +55,24 @@ final class Seeding {
         }
         boolean marked = SeedMark.marked(principal);
         boolean mirrorBlank = SeedMark.blank(mirror);
-        CatchUpPlan.Kind kind = CatchUpPlan.decide(marked, mirrorBlank, SeedMark.blank(principal), divergent.size());
+        boolean droppedEarlier = SeedMark.droppedJournalBefore(mirror, t.epoch);
+        CatchUpPlan.Kind kind = CatchUpPlan.decide(marked, mirrorBlank, SeedMark.blank(principal), divergent.size(), droppedEarlier);
         if (kind == CatchUpPlan.Kind.CATCH_UP) {
             return null;
         }
+        if (droppedEarlier) {
+            LOG.warn("lockstep: partnership {}: mirror {} dropped its own journal of an earlier epoch at its limit while it was"
+                    + " principal; transactions it committed alone then cannot be listed in the divergence report; re-seeding it",
+                    config.partnership(), t.mirror.name());
+        }
         if (!marked && divergent.isEmpty()) {
-            mark(config, witness, principal, t, "mirror " + t.mirror.name() + " is blank: seeding it");
+            mark(config, witness, principal, t, "mirror " + t.mirror.name() + (droppedEarlier
+                    ? " dropped its journal of an earlier epoch: re-seeding it" : " is blank: seeding it"));
         }
         long started = System.nanoTime();
-        SnapshotCopy.Result copy = SnapshotCopy.copy(principal, mirror, t.mirror.name(), config.seedingTimeout());
+        SnapshotCopy.Result copy = SnapshotCopy.copy(principal, mirror, t.mirror.name(), t.epoch, config.seedingTimeout());
+        // Seeded: a later failure replays from the copy rather than seeding all over again.
+        SeedMark.mark(principal, t.epoch, false);
         LOG.warn("lockstep: partnership {}: mirror {} seeded from principal {} at epoch {}: {} tables, {} rows, {} journal records"
                         + " in {} ms; catch-up replays what committed since", config.partnership(), t.mirror.name(), t.principal.name(),
                 t.epoch, copy.tables(), copy.rows(), copy.journalRecords(), (System.nanoTime() - started) / 1_000_000);

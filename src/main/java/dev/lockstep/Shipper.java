@@ -1,7 +1,6 @@
 package dev.lockstep;
 
 import dev.lockstep.commit.JournalReplay;
-import dev.lockstep.commit.SeedMark;
 import dev.lockstep.jdbc.SqlStates;
 
 import java.sql.Connection;
@@ -49,9 +48,7 @@ final class Shipper {
             // A blank mirror, one marked for seeding, or one that holds transactions the principal
             // lacks (the old principal after a forced service: they go to the divergence report)
             // is seeded first; shipping goes on from the snapshot.
-            if (Seeding.prepareMirror(config, null, p, m, t) != null) {
-                SeedMark.mark(p, t.epoch, false);
-            }
+            Seeding.prepareMirror(config, null, p, m, t);
             JournalReplay replay = new JournalReplay(p, m, config.remoteCallTimeout());
             long idle = Math.max(20, config.heartbeatInterval().toMillis() / 4);
             long nextTrim = System.nanoTime() + config.journalCheckInterval().toNanos();

@@ -65,6 +65,21 @@ public final class SeedMark {
         }
     }
 
+    /**
+     * Whether the node dropped its journal of an epoch before {@code epoch} at its limit (while it
+     * was principal and its mirror away).
+     */
+    public static boolean droppedJournalBefore(Connection node, long epoch) throws SQLException {
+        try (PreparedStatement ps = node.prepareStatement(
+                "SELECT journal_dropped_epoch BETWEEN 1 AND ? - 1 FROM lockstep.node_state")) {
+            ps.setQueryTimeout(30);
+            ps.setLong(1, epoch);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() && rs.getBoolean(1);
+            }
+        }
+    }
+
     private static boolean bool(Connection c, String sql) throws SQLException {
         try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery(sql)) {
             rs.next();

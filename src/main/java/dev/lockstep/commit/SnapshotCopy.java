@@ -62,7 +62,12 @@ public final class SnapshotCopy {
      * @return what was copied
      * @throws SQLException when either node fails; the mirror is left as it was
      */
-    public static Result copy(Connection principal, Connection mirror, String mirrorName, Duration deadline) throws SQLException {
+    public static Result copy(Connection principal, Connection mirror, String mirrorName, long epoch, Duration deadline)
+            throws SQLException {
+        // The tables are locked (ACCESS SHARE) before the snapshot is taken, as pg_dump does: a
+        // table rewrite or other DDL committed between the snapshot and its COPY would otherwise
+        // make it look empty or differently shaped in the snapshot.
+        List<String> names = attachedNames(principal);
         int principalTimeout = principal.getNetworkTimeout();
         int mirrorTimeout = mirror.getNetworkTimeout();
         principal.setNetworkTimeout(Runnable::run, (int) Math.min(Integer.MAX_VALUE, deadline.toMillis() + 5000));
@@ -73,12 +78,21 @@ public final class SnapshotCopy {
             try (Statement st = principal.createStatement()) {
                 st.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
                 st.execute("SET LOCAL statement_timeout = " + deadline.toMillis());
+                // Text COPY (user-defined types) in the form the mirror's session parses.
+                st.execute("SET LOCAL DateStyle = 'ISO, YMD'");
+                st.execute("SET LOCAL IntervalStyle = 'postgres'");
+                st.execute("SET LOCAL extra_float_digits = 3");
+                st.execute("SET LOCAL bytea_output = 'hex'");
+                if (!names.isEmpty()) {
+                    st.execute("LOCK TABLE " + String.join(", ", names) + " IN ACCESS SHARE MODE");
+                }
             }
             try (Statement st = mirror.createStatement()) {
                 st.execute("SET LOCAL statement_timeout = " + deadline.toMillis());
                 st.execute("SELECT set_config('lockstep.internal', 'on', true)");
             }
-            Result result = copyInSnapshot(principal, mirror);
+            enrol(mirror, mirrorName, epoch);
+            Result result = copyInSnapshot(principal, mirror, names);
             mirror.commit();
             principal.commit();
             return result;
@@ -98,8 +112,48 @@ public final class SnapshotCopy {
         }
     }
 
-    private static Result copyInSnapshot(Connection p, Connection m) throws SQLException {
+    /**
+     * In the mirror's seeding transaction: it must still be a mirror of this epoch or an earlier
+     * one (a node that a forced service made principal meanwhile is never overwritten); it joins
+     * the principal's epoch with the copy.
+     */
+    private static void enrol(Connection m, String mirrorName, long epoch) throws SQLException {
+        try (PreparedStatement ps = m.prepareStatement("SELECT role, epoch FROM lockstep.node_state FOR UPDATE")) {
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next() || !"mirror".equals(rs.getString(1)) || rs.getLong(2) > epoch) {
+                    throw SqlStates.error(SqlStates.FENCED, "lockstep: node " + mirrorName + " is not a mirror at or before epoch "
+                            + epoch + (rs.getRow() == 0 ? "" : " (it is " + rs.getString(1) + " at epoch " + rs.getLong(2) + ")")
+                            + "; it is not seeded", null);
+                }
+            }
+        }
+        try (PreparedStatement ps = m.prepareStatement("UPDATE lockstep.node_state SET epoch = ?, changed_at = clock_timestamp()"
+                + " WHERE epoch < ?")) {
+            ps.setLong(1, epoch);
+            ps.setLong(2, epoch);
+            ps.executeUpdate();
+        }
+    }
+
+    private static List<String> attachedNames(Connection p) throws SQLException {
+        List<String> names = new ArrayList<>();
+        try (Statement st = p.createStatement(); ResultSet rs = st.executeQuery("SELECT table_name FROM lockstep.attached ORDER BY 1")) {
+            while (rs.next()) {
+                names.add(rs.getString(1));
+            }
+        }
+        if (!p.getAutoCommit()) {
+            p.rollback();
+        }
+        return names;
+    }
+
+    private static Result copyInSnapshot(Connection p, Connection m, List<String> locked) throws SQLException {
         List<Table> tables = attached(p);
+        if (!tables.stream().map(Table::name).sorted().toList().equals(locked.stream().sorted().toList())) {
+            throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: the attached tables changed while seeding began; retry",
+                    null);
+        }
         List<String> foreignKeys = new ArrayList<>();
         for (Table t : tables) {
             boolean exists = bool(m, "SELECT to_regclass(?) IS NOT NULL", t.name());
@@ -122,8 +176,11 @@ public final class SnapshotCopy {
         long rows = 0;
         for (Table t : tables) {
             String cols = String.join(", ", t.columns());
-            rows += stream(p, "COPY " + t.name() + " (" + cols + ") TO STDOUT (FORMAT binary)",
-                    m, "COPY " + t.name() + " (" + cols + ") FROM STDIN (FORMAT binary)");
+            // Binary only for built-in types: array and record receivers check type oids, which differ between nodes.
+            String format = bool(p, "SELECT coalesce(bool_and(atttypid < 16384), true) FROM pg_attribute"
+                    + " WHERE attrelid = ?::regclass AND attnum > 0 AND NOT attisdropped", t.name()) ? "binary" : "text";
+            rows += stream(p, "COPY " + t.name() + " (" + cols + ") TO STDOUT (FORMAT " + format + ")",
+                    m, "COPY " + t.name() + " (" + cols + ") FROM STDIN (FORMAT " + format + ")");
         }
         attach(m, tables);
         copySequences(p, m, tables);

@@ -29,7 +29,19 @@ public final class CatchUpPlan {
      * @return the kind of catch-up
      */
     public static Kind decide(boolean markedForSeeding, boolean mirrorBlank, boolean principalBlank, int divergentRecords) {
-        if (markedForSeeding || divergentRecords > 0 || (mirrorBlank && !principalBlank)) {
+        return decide(markedForSeeding, mirrorBlank, principalBlank, divergentRecords, false);
+    }
+
+    /**
+     * As {@link #decide(boolean, boolean, boolean, int)}, also seeding a mirror that once dropped
+     * its journal of an earlier epoch at its limit while principal: what it committed alone then
+     * can no longer be compared, so it is never caught up blindly.
+     *
+     * @param mirrorDroppedEarlierJournal the mirror dropped its journal of an epoch before the principal's
+     */
+    public static Kind decide(boolean markedForSeeding, boolean mirrorBlank, boolean principalBlank, int divergentRecords,
+                              boolean mirrorDroppedEarlierJournal) {
+        if (markedForSeeding || divergentRecords > 0 || mirrorDroppedEarlierJournal || (mirrorBlank && !principalBlank)) {
             return Kind.SEED;
         }
         return Kind.CATCH_UP;

@@ -19,6 +19,12 @@ class CatchUpPlanTest {
     }
 
     @Test
+    void aMirrorThatDroppedItsJournalOfAnEarlierEpochIsSeededNotCaughtUp() {
+        assertThat(CatchUpPlan.decide(false, false, false, 0, true)).isEqualTo(SEED);
+        assertThat(CatchUpPlan.decide(false, false, false, 0, false)).isEqualTo(CATCH_UP);
+    }
+
+    @Test
     void onlyRecordsOfEarlierEpochsAtOrAboveThePrincipalsTrimPositionDiverge() {
         // Principal at epoch 3, trimmed below (2, 100).
         assertThat(CatchUpPlan.divergent(3, 5, 3, 2, 100)).as("its own epoch").isFalse();
