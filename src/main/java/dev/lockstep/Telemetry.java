@@ -197,8 +197,10 @@ final class Telemetry implements CommitTimings, AutoCloseable {
     }
 
     private void check(Threshold threshold, double value, double limit) {
-        boolean above = value > limit;
-        if (above == exceeded.contains(threshold)) {
+        boolean wasAbove = exceeded.contains(threshold);
+        // Cleared only below 90 % of the limit, so that a figure hovering at it does not flap.
+        boolean above = wasAbove ? value > limit * 0.9 : value > limit;
+        if (above == wasAbove) {
             return;
         }
         if (above) {

@@ -58,6 +58,8 @@ class NoWitnessTest extends OnTwoNodes {
                     assertThat(value(p, "SELECT mirroring_state FROM lockstep.node_state")).isEqualTo("DISCONNECTED");
                 }
             } finally {
+                // Holding the catch-up claim keeps the returning mirror behind for the rest of the test.
+                holdCatchUpClaim(pair);
                 nodes.b().proxy().heal();
             }
             // The mirror is back but behind: commits stay on the principal alone until catch-up.
@@ -75,6 +77,18 @@ class NoWitnessTest extends OnTwoNodes {
             assertThat((Long) value(p, "SELECT count(*) FROM lockstep.journal"))
                     .isGreaterThan((Long) value(m, "SELECT count(*) FROM lockstep.journal"));
             assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
+        } finally {
+            claim.close();
+        }
+    }
+
+    private Connection claim;
+
+    private void holdCatchUpClaim(TwoNodes.Pair pair) throws Exception {
+        claim = pair.principal();
+        try (var ps = claim.prepareStatement("SELECT pg_advisory_lock(hashtextextended(?, 0))")) {
+            ps.setString(1, "lockstep.catch-up:" + pair.partnership());
+            ps.execute();
         }
     }
 
