@@ -463,7 +463,7 @@ DECLARE
     new_cols text := 'n.' || coalesce(nullif(array_to_string(a.update_columns, ',n.'), ''), a.key_columns[1]);
 BEGIN
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb, lockstep_stride int) RETURNS void
+CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb, lockstep_stride int) RETURNS boolean
 LANGUAGE plpgsql AS $body$
 #variable_conflict use_column
 DECLARE
@@ -499,6 +499,7 @@ BEGIN
     ELSE
         RAISE EXCEPTION 'lockstep: unknown change kind %% for %%', lockstep_kind, %10$L USING ERRCODE = 'XX000';
     END IF;
+    RETURN true;
 END
 $body$
 $f$, fn, a.table_name, cols, new_cols, lockstep.rows_of(a, 'lockstep_new', '(i - 1) % lockstep_stride = 0'),
@@ -511,17 +512,19 @@ END $gen$;
 
 -- Writes lockstep.dispatch(), which calls each attached table's applier by a static call (cached
 -- by PL/pgSQL) instead of dynamic SQL. Rewritten whenever the set of attached tables changes.
+-- Dispatcher and appliers return a value so that each call is an expression that PL/pgSQL
+-- evaluates directly, not a PERFORM, which runs a query through the executor.
 CREATE FUNCTION lockstep.generate_dispatcher() RETURNS void
 LANGUAGE plpgsql AS $gen$
 DECLARE
     branches text;
     was_internal text := current_setting('lockstep.internal', true);
 BEGIN
-    SELECT string_agg(format('        WHEN %L THEN PERFORM %s(kind, new_rows, old_rows, stride);', table_name, applier), E'\n' ORDER BY table_name)
+    SELECT string_agg(format('        WHEN %L THEN RETURN %s(kind, new_rows, old_rows, stride);', table_name, applier), E'\n' ORDER BY table_name)
       INTO branches FROM lockstep.attached WHERE applier IS NOT NULL;
     PERFORM set_config('lockstep.internal', 'on', true);
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION lockstep.dispatch(tbl text, kind "char", new_rows jsonb, old_rows jsonb, stride int) RETURNS void
+CREATE OR REPLACE FUNCTION lockstep.dispatch(tbl text, kind "char", new_rows jsonb, old_rows jsonb, stride int) RETURNS boolean
 LANGUAGE plpgsql AS $body$
 BEGIN
     CASE tbl
@@ -530,6 +533,7 @@ BEGIN
         RAISE EXCEPTION 'lockstep: table %% is not attached on mirror node %%', tbl,
             (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
     END CASE;
+    RETURN NULL;
 END
 $body$
 $f$, coalesce(branches, '        WHEN NULL THEN NULL;'));
@@ -859,13 +863,14 @@ CREATE FUNCTION lockstep.apply(p_epoch bigint, p_seq bigint, p_gid text, p_origi
 LANGUAGE plpgsql AS $$
 DECLARE
     s lockstep.node_state;
+    applied boolean;
 BEGIN
     SELECT * INTO s FROM lockstep.node_state;
     IF s.role <> 'mirror' OR s.epoch <> p_epoch THEN
         RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the journal record % is of epoch %',
             s.node_name, s.role, s.epoch, p_gid, p_epoch USING ERRCODE = '25006';
     END IF;
-    PERFORM lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
+    applied := lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
 END $$;
 
 -- Catch-up: applies a journal record the mirror lacks, of its epoch or an earlier one, outside
@@ -875,13 +880,14 @@ CREATE FUNCTION lockstep.replay(p_epoch bigint, p_seq bigint, p_gid text, p_orig
 LANGUAGE plpgsql AS $$
 DECLARE
     s lockstep.node_state;
+    applied boolean;
 BEGIN
     SELECT * INTO s FROM lockstep.node_state;
     IF s.role <> 'mirror' OR s.epoch < p_epoch THEN
         RAISE EXCEPTION 'lockstep: node % is % at epoch %; it cannot replay journal record % of epoch %',
             s.node_name, s.role, s.epoch, p_gid, p_epoch USING ERRCODE = '25006';
     END IF;
-    PERFORM lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
+    applied := lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
 END $$;
 
 -- Catch-up in bulk: one round trip for a run of records, applied in the order given.
@@ -897,13 +903,15 @@ BEGIN
     RETURN n;
 END $$;
 
+-- Returns true so that callers can call it in an assignment rather than a PERFORM (see dispatch).
 CREATE FUNCTION lockstep.apply_record(p_epoch bigint, p_seq bigint, p_gid text, p_origin text, p_committed_at timestamptz,
-                                      p_changes text) RETURNS void
+                                      p_changes text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     c jsonb := p_changes::jsonb;
     entries jsonb := c->'e';
     e jsonb;
+    applied boolean;
 BEGIN
     IF current_setting('session_replication_role') <> 'replica' THEN
         RAISE EXCEPTION 'lockstep: apply on node % needs session_replication_role = replica',
@@ -914,9 +922,9 @@ BEGIN
         e := entries->i;
         IF e ? 'r' THEN
             -- A row-level UPDATE entry: each row's new and old image in turn.
-            PERFORM lockstep.dispatch(e->>'t', 'U', e->'r', e->'r', 2);
+            applied := lockstep.dispatch(e->>'t', 'U', e->'r', e->'r', 2);
         ELSIF e->>'k' IN ('I', 'U', 'D') THEN
-            PERFORM lockstep.dispatch(e->>'t', (e->>'k')::"char", e->'n', e->'o', 1);
+            applied := lockstep.dispatch(e->>'t', (e->>'k')::"char", e->'n', e->'o', 1);
         ELSE
             PERFORM lockstep.apply_entry(e);
         END IF;
@@ -925,6 +933,7 @@ BEGIN
       WHERE coalesce(lockstep.sequence_position(key), -9223372036854775808) < value::bigint;
     INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
     VALUES (p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes::json);
+    RETURN true;
 END $$;
 
 -- Per-table checksum for verification: row count and an order-independent sum of row hashes.
