@@ -98,17 +98,32 @@ CREATE CONSTRAINT TRIGGER lockstep_refuse_uncollected AFTER INSERT ON lockstep.c
 
 -- Called by the first capture of a transaction (later ones see lockstep.capturing set to the
 -- transaction id): checks the fence, taking the shared lock for the rest of the transaction, sets
--- the guard and starts an empty change set.
-CREATE FUNCTION lockstep.begin_capture() RETURNS void
+-- the guard and starts an empty change set. Returns '' so that callers on the hot path can call it
+-- in an assignment: a PL/pgSQL assignment is evaluated directly, whereas every PERFORM runs a
+-- query through the executor, which costs several times more.
+CREATE FUNCTION lockstep.begin_capture() RETURNS text
 LANGUAGE plpgsql AS $$
+DECLARE
+    s lockstep.node_state;
+    coordinator_epoch bigint := nullif(current_setting('lockstep.epoch', true), '')::bigint;
+    ignored text;
 BEGIN
-    PERFORM lockstep.fence();
+    -- lockstep.fence(), inline (it runs in every mirrored transaction).
+    SELECT * INTO s FROM lockstep.node_state;
+    IF coordinator_epoch IS NULL THEN
+        RAISE EXCEPTION 'lockstep: node % is % of partnership % at epoch %; mirrored tables change only through a Lockstep coordinator',
+            s.node_name, s.role, s.partnership, s.epoch USING ERRCODE = '25006';
+    END IF;
+    IF s.role <> 'principal' OR s.epoch <> coordinator_epoch THEN
+        RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the coordinator acts at epoch %',
+            s.node_name, s.role, s.epoch, coordinator_epoch USING ERRCODE = '25006';
+    END IF;
     INSERT INTO lockstep.capture_guard DEFAULT VALUES ON CONFLICT DO NOTHING;
-    PERFORM set_config('lockstep.capturing', pg_current_xact_id()::text, true);
-    PERFORM set_config('lockstep.changes', '', true);
-    PERFORM set_config('lockstep.group', '', true);
-    PERFORM set_config('lockstep.touched', '', true);
-    PERFORM set_config('lockstep.spilled', '', true);
+    ignored := set_config('lockstep.capturing', pg_current_xact_id()::text, true);
+    ignored := set_config('lockstep.changes', '', true);
+    ignored := set_config('lockstep.group', '', true);
+    ignored := set_config('lockstep.touched', '', true);
+    RETURN set_config('lockstep.spilled', '', true);
 END $$;
 
 -- Starts capturing unless this transaction already does.
@@ -126,10 +141,10 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF octet_length(buf) > 8192 THEN
         INSERT INTO lockstep.capture (chunk) VALUES (buf);
-        PERFORM set_config('lockstep.spilled', 'on', true);
+        buf := set_config('lockstep.spilled', 'on', true);
         buf := '';
     END IF;
-    PERFORM set_config('lockstep.changes', buf, true);
+    buf := set_config('lockstep.changes', buf, true);
 END $$;
 
 -- Remembers that the transaction changed a table, so that collect() reports its sequences.
@@ -222,22 +237,61 @@ BEGIN
     END IF;
 END $$;
 
+-- Whether the session's output settings already write row text the way capture pins it (extra
+-- float digits, ISO dates, postgres intervals, hex bytea; the date order does not change ISO
+-- output). Usually they do (the JDBC driver sets them so), and capture then runs without switching
+-- settings: a SET clause on the trigger function would switch four settings back and forth on
+-- every call.
+CREATE FUNCTION lockstep.output_pinned() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT current_setting('extra_float_digits') = '3' AND current_setting('bytea_output') = 'hex'
+       AND current_setting('IntervalStyle') = 'postgres' AND current_setting('DateStyle') LIKE 'ISO,%'
+$$;
+
+-- Pins the output settings for the rest of the transaction (capture restores them right after);
+-- returns the values they had, in the order lockstep.unpin_output takes them.
+CREATE FUNCTION lockstep.pin_output() RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    saved text[] := ARRAY[current_setting('extra_float_digits'), current_setting('bytea_output'),
+                          current_setting('IntervalStyle'), current_setting('DateStyle')];
+    ignored text;
+BEGIN
+    ignored := set_config('extra_float_digits', '3', true);
+    ignored := set_config('bytea_output', 'hex', true);
+    ignored := set_config('IntervalStyle', 'postgres', true);
+    ignored := set_config('DateStyle', 'ISO, YMD', true);
+    RETURN saved;
+END $$;
+
+CREATE FUNCTION lockstep.unpin_output(saved text[]) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    ignored text;
+BEGIN
+    ignored := set_config('extra_float_digits', saved[1], true);
+    ignored := set_config('bytea_output', saved[2], true);
+    ignored := set_config('IntervalStyle', saved[3], true);
+    RETURN set_config('DateStyle', saved[4], true);
+END $$;
+
 -- Capture, row level: one entry per run of rows of the same table and kind. An UPDATE entry
 -- lists each row's new and old image in turn ("r"). The output settings are pinned so that the
 -- row text reads back the same on the mirror whatever the application set.
 CREATE FUNCTION lockstep.capture_row() RETURNS trigger
-LANGUAGE plpgsql
-SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
+LANGUAGE plpgsql AS $$
 -- Runs for every row written: inline on purpose, as each nested PL/pgSQL call costs more than
--- the whole append.
+-- the whole append; assignments only, no PERFORM (each PERFORM is a query through the executor).
 DECLARE
     grp text := TG_OP || TG_RELID;
     buf text;
     tbl text;
     touched text;
+    saved text[];
+    ignored text;
 BEGIN
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
-        PERFORM lockstep.begin_capture();
+        ignored := lockstep.begin_capture();
     END IF;
     buf := current_setting('lockstep.changes');
     IF current_setting('lockstep.group') = grp THEN
@@ -249,12 +303,15 @@ BEGIN
         tbl := to_json(quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME))::text;
         buf := buf || ',{"k":"' || left(TG_OP, 1) || '","t":' || tbl
             || CASE TG_OP WHEN 'INSERT' THEN ',"n":[' WHEN 'DELETE' THEN ',"o":[' ELSE ',"r":[' END;
-        PERFORM set_config('lockstep.group', grp, true);
+        ignored := set_config('lockstep.group', grp, true);
         touched := current_setting('lockstep.touched');
         -- A JSON string never contains '","' unescaped, so this match is exact.
         IF strpos(touched || ',', ',' || tbl || ',') = 0 THEN
-            PERFORM set_config('lockstep.touched', touched || ',' || tbl, true);
+            ignored := set_config('lockstep.touched', touched || ',' || tbl, true);
         END IF;
+    END IF;
+    IF NOT lockstep.output_pinned() THEN
+        saved := lockstep.pin_output();
     END IF;
     IF TG_OP = 'UPDATE' THEN
         buf := buf || to_json(NEW::text)::text || ',' || to_json(OLD::text)::text;
@@ -263,39 +320,71 @@ BEGIN
     ELSE
         buf := buf || to_json(OLD::text)::text;
     END IF;
+    IF saved IS NOT NULL THEN
+        ignored := lockstep.unpin_output(saved);
+    END IF;
     IF octet_length(buf) > 8192 THEN
         PERFORM lockstep.store_changes(buf);
     ELSE
-        PERFORM set_config('lockstep.changes', buf, true);
+        ignored := set_config('lockstep.changes', buf, true);
     END IF;
     RETURN NULL;
 END $$;
 
--- Capture, statement level: one entry per statement with the whole transition table.
+-- Capture, statement level: one entry per statement with the whole transition table. Inline
+-- and without PERFORM, like capture_row: it runs for every statement that writes.
 CREATE FUNCTION lockstep.capture_statement() RETURNS trigger
-LANGUAGE plpgsql
-SET extra_float_digits = 3 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET bytea_output = 'hex' AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
-    tbl text := lockstep.table_json(TG_TABLE_SCHEMA, TG_TABLE_NAME);
     new_rows text;
     old_rows text;
+    tbl text;
+    buf text;
+    touched text;
+    saved text[];
+    ignored text;
 BEGIN
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        -- The transition table's own name is the whole-row reference: a column may be named like any alias.
-        SELECT string_agg(to_json(lockstep_new::text)::text, ',') INTO new_rows FROM lockstep_new;
+    IF NOT lockstep.output_pinned() THEN
+        saved := lockstep.pin_output();
     END IF;
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+    -- The transition table's own name is the whole-row reference: a column may be named like any alias.
+    IF TG_OP = 'UPDATE' THEN
+        SELECT (SELECT string_agg(to_json(lockstep_new::text)::text, ',') FROM lockstep_new),
+               (SELECT string_agg(to_json(lockstep_old::text)::text, ',') FROM lockstep_old)
+          INTO new_rows, old_rows;
+    ELSIF TG_OP = 'INSERT' THEN
+        SELECT string_agg(to_json(lockstep_new::text)::text, ',') INTO new_rows FROM lockstep_new;
+    ELSE
         SELECT string_agg(to_json(lockstep_old::text)::text, ',') INTO old_rows FROM lockstep_old;
+    END IF;
+    IF saved IS NOT NULL THEN
+        ignored := lockstep.unpin_output(saved);
     END IF;
     IF new_rows IS NULL AND old_rows IS NULL THEN
         RETURN NULL;
     END IF;
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
-        PERFORM lockstep.begin_capture();
+        ignored := lockstep.begin_capture();
     END IF;
-    PERFORM lockstep.touch(tbl);
-    PERFORM lockstep.append_entry('{"k":"' || left(TG_OP, 1) || '","t":' || tbl
-        || coalesce(',"n":[' || new_rows || ']', '') || coalesce(',"o":[' || old_rows || ']', '') || '}');
+    tbl := to_json(quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME))::text;
+    touched := current_setting('lockstep.touched');
+    -- A JSON string never contains '","' unescaped, so this match is exact.
+    IF strpos(touched || ',', ',' || tbl || ',') = 0 THEN
+        ignored := set_config('lockstep.touched', touched || ',' || tbl, true);
+    END IF;
+    buf := current_setting('lockstep.changes');
+    IF current_setting('lockstep.group') <> '' THEN
+        -- A row-level entry is open: close it.
+        buf := buf || ']}';
+        ignored := set_config('lockstep.group', '', true);
+    END IF;
+    buf := buf || ',{"k":"' || left(TG_OP, 1) || '","t":' || tbl
+        || coalesce(',"n":[' || new_rows || ']', '') || coalesce(',"o":[' || old_rows || ']', '') || '}';
+    IF octet_length(buf) > 8192 THEN
+        PERFORM lockstep.store_changes(buf);
+    ELSE
+        ignored := set_config('lockstep.changes', buf, true);
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -374,7 +463,7 @@ DECLARE
     new_cols text := 'n.' || coalesce(nullif(array_to_string(a.update_columns, ',n.'), ''), a.key_columns[1]);
 BEGIN
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb, lockstep_stride int) RETURNS void
+CREATE OR REPLACE FUNCTION %1$s(lockstep_kind "char", lockstep_new jsonb, lockstep_old jsonb, lockstep_stride int) RETURNS boolean
 LANGUAGE plpgsql AS $body$
 #variable_conflict use_column
 DECLARE
@@ -410,6 +499,7 @@ BEGIN
     ELSE
         RAISE EXCEPTION 'lockstep: unknown change kind %% for %%', lockstep_kind, %10$L USING ERRCODE = 'XX000';
     END IF;
+    RETURN true;
 END
 $body$
 $f$, fn, a.table_name, cols, new_cols, lockstep.rows_of(a, 'lockstep_new', '(i - 1) % lockstep_stride = 0'),
@@ -422,17 +512,19 @@ END $gen$;
 
 -- Writes lockstep.dispatch(), which calls each attached table's applier by a static call (cached
 -- by PL/pgSQL) instead of dynamic SQL. Rewritten whenever the set of attached tables changes.
+-- Dispatcher and appliers return a value so that each call is an expression that PL/pgSQL
+-- evaluates directly, not a PERFORM, which runs a query through the executor.
 CREATE FUNCTION lockstep.generate_dispatcher() RETURNS void
 LANGUAGE plpgsql AS $gen$
 DECLARE
     branches text;
     was_internal text := current_setting('lockstep.internal', true);
 BEGIN
-    SELECT string_agg(format('        WHEN %L THEN PERFORM %s(kind, new_rows, old_rows, stride);', table_name, applier), E'\n' ORDER BY table_name)
+    SELECT string_agg(format('        WHEN %L THEN RETURN %s(kind, new_rows, old_rows, stride);', table_name, applier), E'\n' ORDER BY table_name)
       INTO branches FROM lockstep.attached WHERE applier IS NOT NULL;
     PERFORM set_config('lockstep.internal', 'on', true);
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION lockstep.dispatch(tbl text, kind "char", new_rows jsonb, old_rows jsonb, stride int) RETURNS void
+CREATE OR REPLACE FUNCTION lockstep.dispatch(tbl text, kind "char", new_rows jsonb, old_rows jsonb, stride int) RETURNS boolean
 LANGUAGE plpgsql AS $body$
 BEGIN
     CASE tbl
@@ -441,6 +533,7 @@ BEGIN
         RAISE EXCEPTION 'lockstep: table %% is not attached on mirror node %%', tbl,
             (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
     END CASE;
+    RETURN NULL;
 END
 $body$
 $f$, coalesce(branches, '        WHEN NULL THEN NULL;'));
@@ -669,11 +762,12 @@ BEGIN
         RETURN;
     END IF;
     -- Anything captured from here on sets the guard again, so a late write fails the commit.
-    PERFORM set_config('lockstep.capturing', '', true);
+    entries := set_config('lockstep.capturing', '', true);
     IF lockstep.unkeyed() <> '{}' THEN
         PERFORM lockstep.refuse_unkeyed_tables(lockstep.unkeyed());
     END IF;
-    entries := lockstep.close_entry();
+    -- lockstep.close_entry(), inline.
+    entries := current_setting('lockstep.changes') || CASE WHEN current_setting('lockstep.group') = '' THEN '' ELSE ']}' END;
     IF current_setting('lockstep.spilled') = 'on' THEN
         WITH drained AS (DELETE FROM lockstep.capture WHERE xid = pg_current_xact_id() RETURNING ord, chunk)
         SELECT string_agg(chunk, '' ORDER BY ord) || entries INTO entries FROM drained;
@@ -682,11 +776,13 @@ BEGIN
         RETURN;
     END IF;
     IF current_setting('lockstep.touched') <> '' THEN
+        -- touched lists the JSON names of the tables written, each after a comma; one plain scan
+        -- of attached (no JSON parsing, no join) finds the sequences of those that have any.
         SELECT json_object_agg(q.seq, q.pos)::text INTO seqs
-          FROM (SELECT u.seq, lockstep.sequence_position(u.seq) AS pos
+          FROM (SELECT u.seq, pg_sequence_last_value(u.seq::regclass) AS pos
                   FROM (SELECT DISTINCT unnest(a.sequences) AS seq FROM lockstep.attached a
-                         WHERE a.table_name IN (SELECT json_array_elements_text(
-                                   ('[' || substr(current_setting('lockstep.touched'), 2) || ']')::json))) u) q
+                         WHERE a.sequences <> '{}'
+                           AND strpos(current_setting('lockstep.touched') || ',', ',' || to_json(a.table_name)::text || ',') > 0) u) q
          WHERE q.pos IS NOT NULL;
     END IF;
     -- The node_state row was read under the shared lock by the first capture (fence); the
@@ -767,13 +863,14 @@ CREATE FUNCTION lockstep.apply(p_epoch bigint, p_seq bigint, p_gid text, p_origi
 LANGUAGE plpgsql AS $$
 DECLARE
     s lockstep.node_state;
+    applied boolean;
 BEGIN
     SELECT * INTO s FROM lockstep.node_state;
     IF s.role <> 'mirror' OR s.epoch <> p_epoch THEN
         RAISE EXCEPTION 'lockstep: fenced: node % is % at epoch %, the journal record % is of epoch %',
             s.node_name, s.role, s.epoch, p_gid, p_epoch USING ERRCODE = '25006';
     END IF;
-    PERFORM lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
+    applied := lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
 END $$;
 
 -- Catch-up: applies a journal record the mirror lacks, of its epoch or an earlier one, outside
@@ -783,13 +880,14 @@ CREATE FUNCTION lockstep.replay(p_epoch bigint, p_seq bigint, p_gid text, p_orig
 LANGUAGE plpgsql AS $$
 DECLARE
     s lockstep.node_state;
+    applied boolean;
 BEGIN
     SELECT * INTO s FROM lockstep.node_state;
     IF s.role <> 'mirror' OR s.epoch < p_epoch THEN
         RAISE EXCEPTION 'lockstep: node % is % at epoch %; it cannot replay journal record % of epoch %',
             s.node_name, s.role, s.epoch, p_gid, p_epoch USING ERRCODE = '25006';
     END IF;
-    PERFORM lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
+    applied := lockstep.apply_record(p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes);
 END $$;
 
 -- Catch-up in bulk: one round trip for a run of records, applied in the order given.
@@ -805,13 +903,15 @@ BEGIN
     RETURN n;
 END $$;
 
+-- Returns true so that callers can call it in an assignment rather than a PERFORM (see dispatch).
 CREATE FUNCTION lockstep.apply_record(p_epoch bigint, p_seq bigint, p_gid text, p_origin text, p_committed_at timestamptz,
-                                      p_changes text) RETURNS void
+                                      p_changes text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     c jsonb := p_changes::jsonb;
     entries jsonb := c->'e';
     e jsonb;
+    applied boolean;
 BEGIN
     IF current_setting('session_replication_role') <> 'replica' THEN
         RAISE EXCEPTION 'lockstep: apply on node % needs session_replication_role = replica',
@@ -822,9 +922,9 @@ BEGIN
         e := entries->i;
         IF e ? 'r' THEN
             -- A row-level UPDATE entry: each row's new and old image in turn.
-            PERFORM lockstep.dispatch(e->>'t', 'U', e->'r', e->'r', 2);
+            applied := lockstep.dispatch(e->>'t', 'U', e->'r', e->'r', 2);
         ELSIF e->>'k' IN ('I', 'U', 'D') THEN
-            PERFORM lockstep.dispatch(e->>'t', (e->>'k')::"char", e->'n', e->'o', 1);
+            applied := lockstep.dispatch(e->>'t', (e->>'k')::"char", e->'n', e->'o', 1);
         ELSE
             PERFORM lockstep.apply_entry(e);
         END IF;
@@ -833,6 +933,7 @@ BEGIN
       WHERE coalesce(lockstep.sequence_position(key), -9223372036854775808) < value::bigint;
     INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes)
     VALUES (p_epoch, p_seq, p_gid, p_origin, p_committed_at, p_changes::json);
+    RETURN true;
 END $$;
 
 -- Per-table checksum for verification: row count and an order-independent sum of row hashes.
