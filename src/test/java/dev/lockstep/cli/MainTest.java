@@ -1,0 +1,50 @@
+package dev.lockstep.cli;
+
+import org.junit.jupiter.api.Test;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** {@code bench} and {@code demo} through the command line's entry point, on real embedded servers, and their bad input. */
+class MainTest {
+
+    private record Run(int code, String out, String err) {
+    }
+
+    private static Run lockstep(String... args) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int code = Main.run(args, new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
+        return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void benchRunsTheTpcbTransactionThroughALockstepPartnership() {
+        Run bench = lockstep("bench", "--clients", "2", "--seconds", "2", "--warmup", "0", "--scale", "1", "--target", "lockstep");
+        assertThat(bench.code()).as(bench.out() + bench.err()).isZero();
+        assertThat(bench.out()).containsPattern("bench target=lockstep clients=2 seconds=2 tx=[1-9][0-9]* tps=")
+                .contains("verify identical=true");
+    }
+
+    @Test
+    void badCommandLinesExitWithTheUsageCodeAndSayWhy() {
+        Run clients = lockstep("bench", "--clients", "0");
+        assertThat(clients.code()).isEqualTo(Main.USAGE);
+        assertThat(clients.err()).contains("clients");
+
+        Run halfExternal = lockstep("demo", "--principal", "jdbc:postgresql://127.0.0.1:1/x");
+        assertThat(halfExternal.code()).isEqualTo(Main.USAGE);
+        assertThat(halfExternal.err()).contains("give --principal, --mirror and --witness together");
+
+        Run unknown = lockstep("promote");
+        assertThat(unknown.code()).isEqualTo(Main.USAGE);
+        assertThat(unknown.err()).contains("unknown command 'promote'", "seed", "verify");
+
+        Run help = lockstep("help");
+        assertThat(help.code()).isZero();
+        assertThat(help.out()).contains("force-service", "--allow-data-loss", "demo", "bench");
+    }
+}
