@@ -24,6 +24,16 @@ final class Verifier {
 
     /** Differing keys repaired per round trip. */
     static final int REPAIR_BATCH = 500;
+    /** The table's definition differences, read in a transaction of their own on each node. */
+    private static List<VerifyReport.SchemaDifference> definitionDifferences(NodeLink p, NodeLink m, String table) throws SQLException {
+        try {
+            return definitions(p, m, table).differences();
+        } finally {
+            p.end();
+            m.end();
+        }
+    }
+
     private static final String DIVERGED = "XX001";
 
     private final Coordinator coordinator;
@@ -74,22 +84,12 @@ final class Verifier {
             List<VerifyReport.SchemaDifference> schema = new ArrayList<>();
             for (String table : union(onPrincipal, m.attachedTables())) {
                 if (!onPrincipal.contains(table)) {
-                    try {
-                        schema.addAll(definitions(p, m, table).differences());
-                    } finally {
-                        p.end();
-                        m.end();
-                    }
+                    schema.addAll(definitionDifferences(p, m, table));
                     continue;
                 }
                 if (!rowsDiffer(p, m, table)) {
                     // Nothing to lock for: its writers need not wait. Definitions are still reported.
-                    try {
-                        schema.addAll(definitions(p, m, table).differences());
-                    } finally {
-                        p.end();
-                        m.end();
-                    }
+                    schema.addAll(definitionDifferences(p, m, table));
                     continue;
                 }
                 RepairReport.TableRepair repaired = repairTable(p, m, t.epoch, table, schema);
