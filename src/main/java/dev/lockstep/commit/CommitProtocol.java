@@ -21,9 +21,17 @@ import java.util.function.Supplier;
 
 /**
  * The mirrored commit: drain the change set into a journal record and prepare on the principal,
- * apply the record and prepare on the mirror, commit the mirror, then the principal. A commit is
- * acknowledged once both nodes hold it durably; anything a failure leaves prepared is settled by
- * {@link InDoubtResolver}.
+ * then apply the record and commit it on the mirror in one step, then commit the principal. A
+ * commit is acknowledged once both nodes hold it durably; anything a failure leaves prepared is
+ * settled by {@link InDoubtResolver}.
+ *
+ * <p>The mirror is the last participant of the two-phase commit, so it needs no prepare of its
+ * own: its commit is the decision. Once the principal is prepared, the mirror's outcome decides
+ * the principal's, and the mirror's journal records it (a committed record, or the bar that
+ * in-doubt resolution puts in its place). Every state a failure can leave is one the in-doubt
+ * rules already settle: prepared on the principal and committed on the mirror commits; prepared
+ * on the principal and barred on the mirror rolls back. Preparing the mirror as well would cost a
+ * round trip and two more WAL flushes on every commit and decide nothing more.
  */
 public final class CommitProtocol implements TransactionCommitter {
 
@@ -73,6 +81,8 @@ public final class CommitProtocol implements TransactionCommitter {
     private final LinkLoss linkLoss;
     private final CommitTimings timings;
     private static final int SOCKET_MARGIN_MILLIS = 5000;
+    /** One round trip; the mirror's sessions run with synchronous_commit on, so the commit is durable when it returns. */
+    private static final String APPLY_AND_COMMIT = "SELECT lockstep.apply(?, ?, ?, ?, ?::timestamptz, ?); COMMIT";
 
     private final AtomicLong counter = new AtomicLong();
 
@@ -168,13 +178,10 @@ public final class CommitProtocol implements TransactionCommitter {
             long onMirror = System.nanoTime();
             Connection applying = mirror != null ? mirror : mirrorAfterPrepare(principal, gid);
             try {
-                prepareOnMirror(principal, applying, gid, record);
-                observer.stepDone(CommitStep.MIRROR_PREPARED, gid);
                 // The mirror commits first: once the principal shows the transaction, a later
                 // transaction that builds on it must find it committed on the mirror too.
-                if (commitOnMirror(applying, gid)) {
-                    observer.stepDone(CommitStep.MIRROR_COMMITTED, gid);
-                }
+                commitOnMirror(principal, applying, gid, record);
+                observer.stepDone(CommitStep.MIRROR_COMMITTED, gid);
                 mirrorNanos = System.nanoTime() - onMirror;
             } finally {
                 if (applying != mirror) {
@@ -317,9 +324,9 @@ public final class CommitProtocol implements TransactionCommitter {
                 + settings.principalNode() + " at epoch " + epoch.getAsLong() + ": " + cause.getMessage(), cause);
     }
 
-    private void prepareOnMirror(Connection principal, Connection mirror, String gid, JournalRecord record) throws SQLException {
-        try (PreparedStatement ps = mirror.prepareStatement(
-                "SELECT lockstep.apply(?, ?, ?, ?, ?::timestamptz, ?); PREPARE TRANSACTION " + Nodes.quoted(gid))) {
+    /** Applies the record and commits it on the mirror in one round trip. */
+    private void commitOnMirror(Connection principal, Connection mirror, String gid, JournalRecord record) throws SQLException {
+        try (PreparedStatement ps = mirror.prepareStatement(APPLY_AND_COMMIT)) {
             ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
             record.bind(ps);
             ps.execute();
@@ -330,17 +337,17 @@ public final class CommitProtocol implements TransactionCommitter {
             }
             rollbackQuietly(mirror, e);
             if (linkLost && !barOnMirror(gid, e)) {
-                // The mirror may hold it prepared, and a promotion of the mirror would commit it:
-                // the principal must keep it prepared too, and in-doubt resolution settles both.
-                throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " may be prepared on mirror node "
-                        + settings.mirrorNode() + " (the link broke during apply and prepare); it stays prepared on principal node "
-                        + settings.principalNode() + " and in-doubt resolution commits or rolls back both: " + e.getMessage(), e);
+                // The mirror may have committed it, and a promotion of the mirror would serve it:
+                // the principal must keep it prepared, and in-doubt resolution settles it.
+                throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " may be committed on mirror node "
+                        + settings.mirrorNode() + " (the link broke during apply and commit); it stays prepared on principal node "
+                        + settings.principalNode() + " and in-doubt resolution commits or rolls it back to match: " + e.getMessage(), e);
             }
             // The mirror does not hold it and never will (barred, or it reported the failure).
             rollbackPreparedOnPrincipal(principal, gid, e);
             String state = e.getSQLState() != null ? e.getSQLState() : SqlStates.CONNECTION_FAILURE;
             throw SqlStates.error(state, "lockstep: transaction " + gid + " was rolled back: mirror node "
-                    + settings.mirrorNode() + " failed to apply or prepare it at epoch " + epoch.getAsLong() + ": "
+                    + settings.mirrorNode() + " failed to apply or commit it at epoch " + epoch.getAsLong() + ": "
                     + e.getMessage(), e);
         }
     }
@@ -378,7 +385,7 @@ public final class CommitProtocol implements TransactionCommitter {
         }
     }
 
-    /** Both nodes hold it prepared, so it commits; a failure here leaves the outcome to in-doubt resolution. */
+    /** The mirror committed it, so the principal commits; a failure here leaves it to in-doubt resolution. */
     private void commitOnPrincipal(Connection principal, String gid) throws SQLException {
         try {
             Nodes.runOutsideTransaction(principal, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
@@ -387,23 +394,8 @@ public final class CommitProtocol implements TransactionCommitter {
                 linkLoss.principalLinkLost();
             }
             throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid
-                    + " is prepared on both nodes but COMMIT PREPARED on principal node " + settings.principalNode()
+                    + " is committed on mirror node " + settings.mirrorNode() + " but COMMIT PREPARED on principal node " + settings.principalNode()
                     + " failed; in-doubt resolution will commit it: " + e.getMessage(), e);
-        }
-    }
-
-    /** Whether the mirror committed; if not, in-doubt resolution commits it later. */
-    private boolean commitOnMirror(Connection mirror, String gid) {
-        try {
-            Nodes.runOutsideTransaction(mirror, "COMMIT PREPARED " + Nodes.quoted(gid), settings.callTimeout());
-            return true;
-        } catch (SQLException e) {
-            if (SqlStates.isConnectionLoss(e)) {
-                linkLoss.mirrorLinkLost();
-            }
-            LOG.warn("lockstep: COMMIT PREPARED of {} on mirror node {} failed; in-doubt resolution will commit it: {}",
-                    gid, settings.mirrorNode(), e.getMessage());
-            return false;
         }
     }
 

@@ -7,9 +7,7 @@ package dev.lockstep.core;
 public enum CommitStep {
     /** The change set was drained into a journal record and the principal's transaction prepared. */
     PRINCIPAL_PREPARED,
-    /** The mirror applied the change set and prepared its transaction. */
-    MIRROR_PREPARED,
-    /** The mirror committed its prepared transaction. */
+    /** The mirror applied the change set and committed it, in one step: its commit decides the transaction. */
     MIRROR_COMMITTED,
     /** The principal committed its prepared transaction; the commit is acknowledged after this. */
     PRINCIPAL_COMMITTED

@@ -1,10 +1,11 @@
 package dev.lockstep.core;
 
 /**
- * Settles a Lockstep transaction that is prepared on one node. A transaction is committed on a
- * node only after it was prepared on both, so "committed on the other node" and "prepared on the
- * other node" both mean it must commit; "absent from the other node" means it never got past the
- * first prepare and must roll back.
+ * Settles a Lockstep transaction that is prepared on one node. The principal prepares first and
+ * the mirror then commits in one step (or, for a transaction left by an earlier protocol version,
+ * prepares too), so "committed on the other node" and "prepared on the other node" both mean it
+ * must commit; "absent from the other node" means the mirror never committed it (in-doubt
+ * resolution bars its id there first, so it never will) and it must roll back.
  */
 public final class InDoubtRule {
 

@@ -37,6 +37,10 @@ class CaptureTest extends OnTwoNodes {
             st.execute("UPDATE child SET score = 'Infinity', payload = 'null' WHERE a = 2");
             st.execute("UPDATE parent SET id = id + 1000 WHERE id > 45");
             st.execute("UPDATE child SET a = 50 - a WHERE a <= 10");
+            // Single rows take the mirror's key lookup rather than the set-based join.
+            st.execute("UPDATE parent SET id = 900 WHERE id = 1");
+            st.execute("UPDATE child SET b = 'rekeyed' WHERE a = 40 AND b = 'k40'");
+            st.execute("DELETE FROM child WHERE a = 41 AND b = 'k41'");
             st.execute("DELETE FROM child WHERE a BETWEEN 20 AND 25");
             st.execute("DELETE FROM parent WHERE id BETWEEN 30 AND 32");
             st.execute("INSERT INTO parent VALUES (7, 'upserted') ON CONFLICT (id) DO UPDATE SET name = excluded.name");
