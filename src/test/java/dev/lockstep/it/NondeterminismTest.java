@@ -43,6 +43,14 @@ class NondeterminismTest extends OnTwoNodes {
             c.rollback();
             st.execute("INSERT INTO event (note) VALUES ('after rollback')");
             c.commit();
+            // A sequence that a column starts drawing from after the table was attached is reported too.
+            st.execute("CREATE SEQUENCE note_seq START 500");
+            st.execute("ALTER TABLE event ALTER COLUMN note SET DEFAULT 'n' || nextval('note_seq')");
+            c.commit();
+            for (int i = 0; i < 3; i++) {
+                st.execute("INSERT INTO event DEFAULT VALUES");
+                c.commit();
+            }
 
             VerifyReport report = ds.partnership().verify();
             assertThat(report.tables()).extracting(VerifyReport.TableChecksum::table)
@@ -61,6 +69,8 @@ class NondeterminismTest extends OnTwoNodes {
             assertThat((Long) value(m, "SELECT last_value FROM event_id_seq"))
                     .isGreaterThanOrEqualTo((Long) value(p, "SELECT last_value FROM event_id_seq"))
                     .isGreaterThanOrEqualTo(((Number) value(p, "SELECT max(id) FROM event")).longValue());
+            assertThat((Long) value(m, "SELECT last_value FROM note_seq")).isEqualTo(502L)
+                    .isEqualTo((Long) value(p, "SELECT last_value FROM note_seq"));
         }
     }
 }
