@@ -232,12 +232,11 @@ END $$;
 -- floats, ISO dates, postgres intervals, hex bytea; the date order does not change ISO output).
 -- Usually they do, and capture then runs without switching settings: switching them costs more
 -- than the capture itself (DateStyle and IntervalStyle are reported to the client on every change).
--- Since PostgreSQL 12 any positive extra_float_digits writes the shortest exact text, and the
--- JDBC driver leaves the server's default of 1 there; before 12 only 3 is exact.
+-- Any positive extra_float_digits writes the shortest exact text (PostgreSQL 12 and later; the
+-- schema needs 13 for pg_current_xact_id), and the JDBC driver leaves the default of 1 there.
 CREATE FUNCTION lockstep.output_pinned() RETURNS boolean
 LANGUAGE sql STABLE AS $$
-    SELECT (current_setting('extra_float_digits') = '3'
-            OR (current_setting('extra_float_digits')::int > 0 AND current_setting('server_version_num')::int >= 120000))
+    SELECT current_setting('extra_float_digits')::int > 0
        AND current_setting('bytea_output') = 'hex'
        AND current_setting('IntervalStyle') = 'postgres' AND current_setting('DateStyle') LIKE 'ISO,%'
 $$;

@@ -9,6 +9,7 @@ import org.junit.jupiter.params.provider.EnumSource;
 
 import java.sql.Connection;
 import java.sql.Statement;
+import java.util.List;
 
 import static dev.lockstep.it.TwoNodes.rows;
 import static dev.lockstep.it.TwoNodes.value;
@@ -60,6 +61,29 @@ class CaptureTest extends OnTwoNodes {
             assertThat(value(m, "SELECT count(*) FROM child")).isEqualTo(0L);
             assertThat(value(m, "SELECT capture_mode FROM lockstep.attached WHERE table_name = 'public.child'"))
                     .isEqualTo(mode.name().toLowerCase(java.util.Locale.ROOT));
+        }
+    }
+
+    @Test
+    void rowsWrittenUnderLossyOutputSettingsReachTheMirrorExactly() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("outputsettings");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE measured (id int PRIMARY KEY, f float8, r real, i interval, b bytea)");
+            // Session settings under which row text would be rounded or styled otherwise: capture
+            // must pin its own while it writes the row images.
+            st.execute("SET extra_float_digits = 0");
+            st.execute("SET IntervalStyle = 'sql_standard'");
+            st.execute("SET bytea_output = 'escape'");
+            st.execute("INSERT INTO measured VALUES (1, 0.1::float8 + 0.2, 1 / 3.0::real,"
+                    + " '1 year -2 months 3 days -04:05:06.789', '\\x00ff105c'::bytea)");
+            st.execute("INSERT INTO measured SELECT g, 1.0::float8 / g / 7, 2.0::real / g, g * interval '-1 day 00:00:01.5',"
+                    + " decode(md5(g::text), 'hex') FROM generate_series(2, 20) g");
+            st.execute("UPDATE measured SET f = f * 3, r = r / 7 WHERE id IN (1, 5)");
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            String exact = "SELECT id, f::text, r::text, i::text, encode(b, 'hex') FROM measured ORDER BY id";
+            assertThat(rows(p, "SELECT f::text FROM measured WHERE id = 1")).containsExactly(List.of("0.9000000000000001"));
+            assertThat(rows(m, exact)).isEqualTo(rows(p, exact));
         }
     }
 
