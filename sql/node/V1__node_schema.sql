@@ -857,9 +857,10 @@ BEGIN
     END IF;
 END $$;
 
--- Moves a sequence forward to at least the position the principal reported. The session lock
--- serialises concurrent applies so that a slower one never moves it back. Assignments, not
--- PERFORMs: each PERFORM is a query through the executor, and this runs on most commits.
+-- Moves a sequence forward to at least the position the principal reported; callers call it only
+-- for a sequence they saw behind. The session lock serialises concurrent applies so that a slower
+-- one never moves it back. Assignments, not PERFORMs: each PERFORM is a query through the
+-- executor, and this runs on most commits.
 CREATE FUNCTION lockstep.advance_sequence(seq text, pos bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -867,9 +868,6 @@ DECLARE
     rel regclass := seq::regclass;
     ignored text;
 BEGIN
-    IF pg_sequence_last_value(rel) >= pos THEN
-        RETURN;
-    END IF;
     -- No exception block (a subtransaction on every commit): should the statement be cancelled
     -- between lock and unlock, the next apply on this session times out, the pool drops the
     -- connection and the session lock goes with it.
@@ -880,7 +878,7 @@ BEGIN
     ignored := pg_advisory_unlock(k)::text;
 END $$;
 
--- Called on the mirror, inside the mirror transaction that is then prepared: checks the fence,
+-- Called on the mirror, inside the mirror transaction that then commits: checks the fence,
 -- applies a journal record produced by collect() and stores the same record.
 CREATE FUNCTION lockstep.apply(p_epoch bigint, p_seq bigint, p_gid text, p_origin text, p_committed_at timestamptz,
                                p_changes text) RETURNS void

@@ -36,7 +36,6 @@ public final class BenchCommand {
     private static final String PRINCIPAL_NODE = "bench-a";
     private static final String MIRROR_NODE = "bench-b";
     private static final Duration LOAD_TIMEOUT = Duration.ofMinutes(10);
-    private static final Duration SETTLE_TIMEOUT = Duration.ofSeconds(30);
 
     /** Where the transactions go. */
     public enum Target {
@@ -201,7 +200,7 @@ public final class BenchCommand {
         }
     }
 
-    private record LockstepOutcome(Run run, boolean mirrorSettled, VerifyReport report) {
+    private record LockstepOutcome(Run run, VerifyReport report) {
     }
 
     private LockstepOutcome runLockstep(EmbeddedNodes nodes, int principalIndex, int clients, boolean attach)
@@ -223,19 +222,12 @@ public final class BenchCommand {
             }
             ClientRunner runner = new ClientRunner(clients, index -> TpcbWorkload.client(ds.getConnection(), options.scale()), options.seed());
             Run run = new Run(Target.LOCKSTEP, clients, warmUpAndRun(runner));
-            boolean settled;
-            try (Connection mirror = nodes.connect(principalIndex + 1)) {
-                settled = NodeInspector.awaitNoPreparedTransactions(mirror, SETTLE_TIMEOUT);
-            }
-            return new LockstepOutcome(run, settled, ds.partnership().verify());
+            return new LockstepOutcome(run, ds.partnership().verify());
         }
     }
 
     /** Prints the comparison of both nodes after a Lockstep run; false when they differ. */
     private boolean printVerify(LockstepOutcome outcome) {
-        if (!outcome.mirrorSettled()) {
-            out.println("bench: warning: mirror still holds prepared transactions " + SETTLE_TIMEOUT + " after the run");
-        }
         VerifyReport report = outcome.report();
         out.println("verify identical=" + report.identical());
         report.tables().stream().filter(t -> !t.identical()).forEach(t -> out.println("verify differs table=" + t.table()

@@ -41,7 +41,6 @@ public final class CaptureBenchCommand {
     /** Ids of bulk-inserted rows start here, above those of single-row inserts. */
     private static final long BULK_ID_BASE = 1_000_000_000L;
     private static final String PAD = "x".repeat(100);
-    private static final Duration SETTLE_TIMEOUT = Duration.ofSeconds(30);
     private static final int WARM_UP_SINGLE_ROW_TX = 200;
 
     /**
@@ -117,11 +116,6 @@ public final class CaptureBenchCommand {
                     runWorkloads(ds, mode, Math.min(WARM_UP_SINGLE_ROW_TX, options.singleRowTransactions()), 1, false);
                     execute(ds, "TRUNCATE " + mode.table);
                     ok &= runWorkloads(ds, mode, options.singleRowTransactions(), options.bulkTransactions(), true);
-                }
-                try (Connection mirror = nodes.connect(1)) {
-                    if (!NodeInspector.awaitNoPreparedTransactions(mirror, SETTLE_TIMEOUT)) {
-                        out.println("capture: warning: mirror still holds prepared transactions " + SETTLE_TIMEOUT + " after the runs");
-                    }
                 }
                 VerifyReport report = ds.partnership().verify();
                 out.println("capture verify identical=" + report.identical());

@@ -249,7 +249,6 @@ public final class DemoCommand {
         long lost;
         boolean balancesKept = true;
         try (Connection p = cluster.connect(status.principal()); Connection m = cluster.connect(status.mirror())) {
-            NodeInspector.awaitNoPreparedTransactions(m, Duration.ofSeconds(10));
             Set<UUID> present = tokens(p);
             lost = acknowledged.stream().filter(token -> !present.contains(token)).count();
             for (Connection c : List.of(p, m)) {

@@ -5,17 +5,9 @@ import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
-import java.time.Duration;
-import java.util.concurrent.TimeUnit;
 
-/**
- * Reads one node directly (not through Lockstep): table checksums, single numbers, and whether
- * the mirror still holds prepared transactions whose {@code COMMIT PREPARED} has not run yet.
- */
+/** Reads one node directly (not through Lockstep): table checksums and single numbers. */
 public final class NodeInspector {
-
-    /** Between two looks at {@code pg_prepared_xacts} while waiting for it to empty. */
-    private static final long SETTLE_POLL_MILLIS = 20;
 
     private NodeInspector() {
     }
@@ -52,25 +44,5 @@ public final class NodeInspector {
             rs.next();
             return rs.getLong(1);
         }
-    }
-
-    /**
-     * Waits until the node holds no prepared transactions, at most {@code timeout}. Lockstep
-     * acknowledges a commit once both nodes hold it prepared and the principal committed it; the
-     * mirror's {@code COMMIT PREPARED} follows in the background. Before comparing the nodes, this
-     * waits for those to land. The wait polls every {@value #SETTLE_POLL_MILLIS} ms: PostgreSQL
-     * offers nothing to block on here.
-     *
-     * @return whether the node reached zero prepared transactions in time
-     */
-    public static boolean awaitNoPreparedTransactions(Connection c, Duration timeout) throws SQLException, InterruptedException {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (queryLong(c, "SELECT count(*) FROM pg_prepared_xacts") > 0) {
-            if (System.nanoTime() > deadline) {
-                return false;
-            }
-            TimeUnit.MILLISECONDS.sleep(SETTLE_POLL_MILLIS);
-        }
-        return true;
     }
 }

@@ -4,8 +4,6 @@ import dev.lockstep.core.CommitStep;
 import dev.lockstep.core.Gid;
 import dev.lockstep.jdbc.SqlStates;
 import dev.lockstep.jdbc.TransactionCommitter;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 import javax.sql.DataSource;
 import java.sql.Connection;
@@ -34,8 +32,6 @@ import java.util.function.Supplier;
  * round trip and two more WAL flushes on every commit and decide nothing more.
  */
 public final class CommitProtocol implements TransactionCommitter {
-
-    private static final Logger LOG = LoggerFactory.getLogger(CommitProtocol.class);
 
     /**
      * What the protocol needs to know about its partnership.
