@@ -95,11 +95,25 @@ public final class EmbeddedServer implements AutoCloseable {
         NodeDirectories.sweepStale();
         EmbeddedServer backend = new EmbeddedServer(name, settings);
         try {
+            DataDirectoryTemplate.forCurrentBinaries()
+                    .ifPresent(template -> template.copyInto(backend.dataDir, EmbeddedServer::initialiseStopped));
             backend.startOnFreePort();
             return backend;
         } catch (RuntimeException e) {
             backend.close();
             throw e;
+        }
+    }
+
+    /** Writes a freshly initialised, cleanly stopped data directory at {@code target}. */
+    private static void initialiseStopped(Path target) {
+        try (EmbeddedServer maker = new EmbeddedServer("template", Map.of())) {
+            maker.startOnFreePort();
+            maker.stop();
+            Files.deleteIfExists(maker.dataDir.resolve(ZONKY_LOCK_FILE));
+            Files.move(maker.dataDir, target);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
         }
     }
 
@@ -245,7 +259,7 @@ public final class EmbeddedServer implements AutoCloseable {
         }
     }
 
-    /** Starts a server on the data directory (initdb on the first start) and the current port. */
+    /** Starts a server on the data directory (initdb when it is empty) and the current port. */
     private void launch() {
         processes.removeStalePidFile();
         try {
