@@ -16,17 +16,20 @@ import java.util.List;
  * Brings a DISCONNECTED mirror back to SYNCHRONIZED while the principal keeps serving exposed:
  * the partnership moves to SYNCHRONIZING, the mirror replays the journal records it lacks in
  * passes until little is left, then a short cut-over holds new writers at the principal, replays
- * the rest, and records SYNCHRONIZED on the principal and at the witness together.
+ * the rest, and records SYNCHRONIZED on the principal and at the witness together. Writers faster
+ * than the mirror's replay are slowed by held steps of bounded length until it has caught up.
  */
 final class CatchUp {
 
     /** A pass that leaves at most this many records behind is followed by the cut-over. */
     static final int CUT_OVER_BACKLOG = 100;
-    /** Under a write rate the mirror cannot match, cut over anyway after this many passes. */
-    static final int MAX_PASSES = 20;
+    /** The most records a pass replays before it checks whether it gained ground. */
+    static final int PASS_RECORDS = 1000;
     /** How long the cut-over waits for writers under way; new writers wait behind it meanwhile. */
     static final java.time.Duration CUT_OVER_LOCK_WAIT = java.time.Duration.ofMillis(250);
     static final int CUT_OVER_ATTEMPTS = 20;
+    /** The most records replayed while writers are held; more left means another step. */
+    static final int CUT_OVER_STEP = 250;
     private static final String LOCK_NOT_AVAILABLE = "55P03";
 
 
@@ -80,27 +83,58 @@ final class CatchUp {
             seeded = Seeding.prepareMirror(config, witness, p, m, t) != null;
             JournalReplay replay = new JournalReplay(p, m, config.remoteCallTimeout());
             replay.settleStart(t.epoch, CUT_OVER_LOCK_WAIT);
-            long started = System.nanoTime();
-            int passes = 0;
-            int replayed = 0;
-            for (int attempt = 1; ; attempt++) {
-                List<JournalReplay.Key> missing = replay.missing();
-                while (missing.size() > CUT_OVER_BACKLOG && passes < MAX_PASSES) {
-                    replayed += replayed(replay.replay(missing));
-                    passes++;
-                    missing = replay.missing();
+            Progress progress = new Progress(System.nanoTime());
+            boolean stepped = false;
+            for (int busy = 0; ; ) {
+                if (!stepped) {
+                    passWhileWritersRun(replay, progress);
                 }
-                replayed += replayed(replay.replay(missing));
-                passes++;
                 try {
-                    return cutOver(p, replay, t, synchronizing, replayed, passes, started);
+                    CatchUpResult done = cutOver(p, replay, t, synchronizing, progress);
+                    if (done != null) {
+                        return done;
+                    }
+                    stepped = true;
                 } catch (SQLException e) {
-                    if (!LOCK_NOT_AVAILABLE.equals(e.getSQLState()) || attempt >= CUT_OVER_ATTEMPTS) {
+                    if (!LOCK_NOT_AVAILABLE.equals(e.getSQLState()) || ++busy >= CUT_OVER_ATTEMPTS) {
                         throw e;
                     }
+                    stepped = false;
                 }
             }
         }
+    }
+
+    /** Records replayed and passes made so far, and when the catch-up began. */
+    private static final class Progress {
+        final long started;
+        int replayed;
+        int passes;
+
+        Progress(long started) {
+            this.started = started;
+        }
+    }
+
+    /**
+     * Replays what the mirror lacks while writers go on, in passes of at most
+     * {@link #PASS_RECORDS}, for as long as each pass leaves less behind than the one before and
+     * more than {@link #CUT_OVER_BACKLOG} is left. A pass that gained no ground means writers
+     * commit faster than the mirror replays: the held steps of the cut-over take it from there.
+     */
+    private void passWhileWritersRun(JournalReplay replay, Progress progress) throws SQLException {
+        List<JournalReplay.Key> missing = replay.missing();
+        while (missing.size() > CUT_OVER_BACKLOG) {
+            progress.replayed += replayed(replay.replay(missing.subList(0, Math.min(missing.size(), PASS_RECORDS))));
+            progress.passes++;
+            List<JournalReplay.Key> left = replay.missing();
+            if (left.size() >= missing.size()) {
+                return;
+            }
+            missing = left;
+        }
+        progress.replayed += replayed(replay.replay(missing));
+        progress.passes++;
     }
 
     private int replayed(int records) {
@@ -146,14 +180,19 @@ final class CatchUp {
     }
 
     /**
-     * Holds new writers, replays the rest and records SYNCHRONIZED. Not tried while the principal
-     * holds transactions in doubt (the lock would wait for them, holding every writer meanwhile);
-     * the lock wait is short, and a busy principal means another pass and another try.
+     * Holds new writers, replays the rest and records SYNCHRONIZED. When more than
+     * {@link #CUT_OVER_STEP} records are left (writers outran the passes), it replays that many,
+     * lets the held writers go and returns null: the caller steps again. So writers are never held
+     * for longer than one step, and they are slowed to about one transaction each per step until
+     * the mirror has caught up. Not tried while the principal holds transactions in doubt (the
+     * lock would wait for them, holding every writer meanwhile); the lock wait is short, and a
+     * busy principal means another pass and another try.
      *
+     * @return the outcome, or null after a step that left the partnership SYNCHRONIZING
      * @throws SQLException 55P03 when the principal was busy: nothing changed
      */
     private CatchUpResult cutOver(Connection p, JournalReplay replay, Coordinator.Topology t, PartnershipRecord synchronizing,
-                                  int replayed, int passes, long started) throws SQLException {
+                                  Progress progress) throws SQLException {
         LockstepConfig config = coordinator.config();
         RoleChanges.Result caughtUp = RoleChanges.caughtUp(synchronizing);
         if (!caughtUp.allowed()) {
@@ -167,7 +206,14 @@ final class CatchUp {
         long start = System.nanoTime();
         replay.beginCutOver(CUT_OVER_LOCK_WAIT);
         try {
-            int last = replayed(replay.replay(replay.missingSinceStart()));
+            List<JournalReplay.Key> rest = replay.missingSinceStart();
+            progress.passes++;
+            if (rest.size() > CUT_OVER_STEP) {
+                progress.replayed += replayed(replay.replay(rest.subList(0, CUT_OVER_STEP)));
+                replay.abandonCutOver();
+                return null;
+            }
+            progress.replayed += replayed(replay.replay(rest));
             if (!replay.markSynchronized(t.epoch, expectedChange)) {
                 throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: node " + t.principal.name()
                         + " is no longer principal at epoch " + t.epoch + ", or its mirroring state changed during the"
@@ -184,7 +230,8 @@ final class CatchUp {
             beforeRelease.accept(caughtUp.next());
             replay.finishCutOver();
             long end = System.nanoTime();
-            return new CatchUpResult(replayed + last, passes + 1, (end - start) / 1e6, (end - started) / 1e6, caughtUp.next(), seeded);
+            return new CatchUpResult(progress.replayed, progress.passes, (end - start) / 1e6, (end - progress.started) / 1e6,
+                    caughtUp.next(), seeded);
         } catch (SQLException | RuntimeException e) {
             try {
                 replay.abandonCutOver();

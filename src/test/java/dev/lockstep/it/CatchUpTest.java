@@ -93,6 +93,54 @@ class CatchUpTest extends OnTwoNodesAndWitness {
     }
 
     /**
+     * Writers that commit faster than the mirror replays (an ALWAYS trigger on the mirror sleeps
+     * 2 ms for each row it applies, so replay manages at most ~500 records a second) do not keep
+     * the mirror from catching up: once a pass gains no ground, the cut-over holds writers in
+     * steps of bounded length until the mirror has caught up. No commit fails meanwhile, and
+     * commits go on during the catch-up. Before the steps, passes fell ever further behind and the
+     * final cut-over held every writer for the whole backlog.
+     */
+    @Test
+    void writersFasterThanReplayAreSlowedUntilTheMirrorHasCaughtUp() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("outrun");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            try (Connection m = pair.mirror(); Statement st = m.createStatement()) {
+                st.execute("SET lockstep.internal = on");
+                st.execute("CREATE FUNCTION slow_apply() RETURNS trigger LANGUAGE plpgsql"
+                        + " AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN NULL; END $$");
+                st.execute("CREATE TRIGGER slow_apply AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION slow_apply()");
+                st.execute("ALTER TABLE t ENABLE ALWAYS TRIGGER slow_apply");
+            }
+            try (Writers writers = Writers.start(ds, 3)) {
+                await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= 100);
+                nodes.b().kill();
+                try {
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> record(pair).state() == MirroringState.DISCONNECTED);
+                    int atLoss = writers.count();
+                    await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> writers.count() >= atLoss + 500);
+                } finally {
+                    nodes.b().restart();
+                }
+                long failuresAtReturn = writers.failures();
+                int atReturn = writers.count();
+                await().ignoreExceptions().atMost(Duration.ofSeconds(90)).pollInterval(Duration.ofMillis(100))
+                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                assertThat(writers.count()).isGreaterThan(atReturn);
+                writers.stop();
+                assertThat(writers.failures()).as("%s", writers.failureMessages()).isEqualTo(failuresAtReturn);
+                CatchUpResult result = ds.partnership().lastCatchUp().orElseThrow();
+                System.out.printf("catch-up against faster writers: %d records replayed in %d passes and steps,"
+                        + " %d transactions committed during it%n", result.replayed(), result.passes(), writers.count() - atReturn);
+                try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                    assertThat(Writers.ids(m)).containsAll(writers.acknowledged());
+                    assertThat(rows(m, "SELECT id FROM t ORDER BY id")).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
+                }
+            }
+        }
+    }
+
+    /**
      * I6: conflicting updates on a few hot rows keep running while the mirror catches up, and a
      * long transaction that began (and locked a hot row) before the replay read the journal
      * commits after it. The mirror ends identical, every row at the principal's value.
