@@ -114,6 +114,7 @@ BEGIN
     ignored := set_config('lockstep.changes', '', true);
     ignored := set_config('lockstep.group', '', true);
     ignored := set_config('lockstep.touched', '', true);
+    ignored := set_config('lockstep.sequences', '', true);
     RETURN set_config('lockstep.spilled', '', true);
 END $$;
 
@@ -136,18 +137,6 @@ BEGIN
         buf := '';
     END IF;
     buf := set_config('lockstep.changes', buf, true);
-END $$;
-
--- Remembers that the transaction changed a table, so that collect() reports its sequences.
-CREATE FUNCTION lockstep.touch(tbl_json text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    touched text := current_setting('lockstep.touched');
-BEGIN
-    -- A JSON string never contains '","' unescaped, so this match is exact.
-    IF strpos(touched || ',', ',' || tbl_json || ',') = 0 THEN
-        PERFORM set_config('lockstep.touched', touched || ',' || tbl_json, true);
-    END IF;
 END $$;
 
 -- The change set text up to a new entry: the open entry, if any, is closed.
@@ -301,6 +290,10 @@ BEGIN
         -- A JSON string never contains '","' unescaped, so this match is exact.
         IF strpos(touched || ',', ',' || tbl || ',') = 0 THEN
             ignored := set_config('lockstep.touched', touched || ',' || tbl, true);
+            -- The trigger's argument lists the table's sequences (see install_capture).
+            IF TG_ARGV[0] <> '' THEN
+                ignored := set_config('lockstep.sequences', current_setting('lockstep.sequences') || ',' || TG_ARGV[0], true);
+            END IF;
         END IF;
     END IF;
     IF NOT lockstep.output_pinned() THEN
@@ -364,6 +357,10 @@ BEGIN
     -- A JSON string never contains '","' unescaped, so this match is exact.
     IF strpos(touched || ',', ',' || tbl || ',') = 0 THEN
         ignored := set_config('lockstep.touched', touched || ',' || tbl, true);
+        -- The trigger's argument lists the table's sequences (see install_capture).
+        IF TG_ARGV[0] <> '' THEN
+            ignored := set_config('lockstep.sequences', current_setting('lockstep.sequences') || ',' || TG_ARGV[0], true);
+        END IF;
     END IF;
     buf := current_setting('lockstep.changes');
     IF current_setting('lockstep.group') <> '' THEN
@@ -595,19 +592,15 @@ BEGIN
     PERFORM lockstep.generate_dispatcher();
 END $$;
 
--- Installs the capture triggers on one node. Idempotent.
-CREATE FUNCTION lockstep.attach_local(rel regclass, mode text DEFAULT 'statement') RETURNS void
+-- (Re)creates a table's capture triggers. Their argument lists the table's sequences as JSON
+-- strings, so that a transaction reports the positions of the sequences of the tables it wrote
+-- without a catalog query at commit; describe() therefore re-installs them when those change.
+CREATE FUNCTION lockstep.install_capture(rel regclass, mode text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     was_internal text := current_setting('lockstep.internal', true);
+    seqs text := (SELECT coalesce(string_agg(to_json(q)::text, ',' ORDER BY q), '') FROM unnest(lockstep.table_sequences(rel)) q);
 BEGIN
-    IF (SELECT relkind FROM pg_class WHERE oid = rel) NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION 'lockstep: % is not a table and cannot be mirrored', rel USING ERRCODE = '42809';
-    END IF;
-    IF (SELECT relpersistence FROM pg_class WHERE oid = rel) = 't' THEN
-        RAISE EXCEPTION 'lockstep: % is a temporary table and cannot be mirrored', rel USING ERRCODE = '42809';
-    END IF;
-    PERFORM lockstep.describe(rel, mode);
     PERFORM set_config('lockstep.internal', 'on', true);
     EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_i ON %s', rel);
     EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_u ON %s', rel);
@@ -616,18 +609,32 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_row ON %s', rel);
     IF mode = 'statement' THEN
         EXECUTE format('CREATE TRIGGER lockstep_capture_i AFTER INSERT ON %s REFERENCING NEW TABLE AS lockstep_new'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement()', rel);
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement(%L)', rel, seqs);
         EXECUTE format('CREATE TRIGGER lockstep_capture_u AFTER UPDATE ON %s REFERENCING OLD TABLE AS lockstep_old'
-                       ' NEW TABLE AS lockstep_new FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement()', rel);
+                       ' NEW TABLE AS lockstep_new FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement(%L)', rel, seqs);
         EXECUTE format('CREATE TRIGGER lockstep_capture_d AFTER DELETE ON %s REFERENCING OLD TABLE AS lockstep_old'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement()', rel);
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_statement(%L)', rel, seqs);
     ELSE
         EXECUTE format('CREATE TRIGGER lockstep_capture_row AFTER INSERT OR UPDATE OR DELETE ON %s'
-                       ' FOR EACH ROW EXECUTE FUNCTION lockstep.capture_row()', rel);
+                       ' FOR EACH ROW EXECUTE FUNCTION lockstep.capture_row(%L)', rel, seqs);
     END IF;
     EXECUTE format('CREATE TRIGGER lockstep_capture_t AFTER TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_truncate()', rel);
     PERFORM set_config('lockstep.internal', coalesce(was_internal, ''), true);
+END $$;
+
+-- Installs the capture triggers on one node. Idempotent.
+CREATE FUNCTION lockstep.attach_local(rel regclass, mode text DEFAULT 'statement') RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = rel) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'lockstep: % is not a table and cannot be mirrored', rel USING ERRCODE = '42809';
+    END IF;
+    IF (SELECT relpersistence FROM pg_class WHERE oid = rel) = 't' THEN
+        RAISE EXCEPTION 'lockstep: % is a temporary table and cannot be mirrored', rel USING ERRCODE = '42809';
+    END IF;
+    PERFORM lockstep.describe(rel, mode);
+    PERFORM lockstep.install_capture(rel, mode);
 END $$;
 
 -- Attaches a table on the principal and records the attach so the mirror does the same in the
@@ -655,6 +662,9 @@ BEGIN
             PERFORM lockstep.generate_dispatcher();
         ELSE
             PERFORM lockstep.describe(a.table_name::regclass, a.capture_mode);
+            IF (SELECT sequences FROM lockstep.attached WHERE table_name = a.table_name) IS DISTINCT FROM a.sequences THEN
+                PERFORM lockstep.install_capture(a.table_name::regclass, a.capture_mode);
+            END IF;
         END IF;
     END LOOP;
 END $$;
@@ -768,6 +778,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     entries text;
     seqs text;
+    seq_names json;
+    pos bigint;
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN;
@@ -796,15 +808,17 @@ BEGIN
     IF entries = '' THEN
         RETURN;
     END IF;
-    IF current_setting('lockstep.touched') <> '' THEN
-        -- touched lists the JSON names of the tables written, each after a comma; one plain scan
-        -- of attached (no JSON parsing, no join) finds the sequences of those that have any.
-        SELECT json_object_agg(q.seq, q.pos)::text INTO seqs
-          FROM (SELECT u.seq, pg_sequence_last_value(u.seq::regclass) AS pos
-                  FROM (SELECT DISTINCT unnest(a.sequences) AS seq FROM lockstep.attached a
-                         WHERE a.sequences <> '{}'
-                           AND strpos(current_setting('lockstep.touched') || ',', ',' || to_json(a.table_name)::text || ',') > 0) u) q
-         WHERE q.pos IS NOT NULL;
+    -- The capture triggers listed the sequences of the tables written, as JSON strings after a
+    -- comma each: a loop of assignments reads their positions, no query.
+    IF current_setting('lockstep.sequences') <> '' THEN
+        seq_names := ('[' || substr(current_setting('lockstep.sequences'), 2) || ']')::json;
+        FOR i IN 0 .. json_array_length(seq_names) - 1 LOOP
+            pos := pg_sequence_last_value((seq_names->>i)::regclass);
+            IF pos IS NOT NULL THEN
+                seqs := coalesce(seqs || ',', '{') || (seq_names->i)::text || ':' || pos;
+            END IF;
+        END LOOP;
+        seqs := seqs || '}';
     END IF;
     -- The node_state row was read under the shared lock by the first capture (fence); the
     -- conditions repeat the fence so that a record is never written at another role or epoch.
