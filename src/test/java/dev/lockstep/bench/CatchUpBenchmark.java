@@ -41,8 +41,8 @@ public final class CatchUpBenchmark {
         try (PgNode a = PgNode.start("node-a"); PgNode b = PgNode.start("node-b"); PgNode w = PgNode.start("witness")) {
             NodeConfig witness = NodeConfig.of("witness", w.directJdbcUrl(w.createDatabase("witness")), w.user(), w.password());
             java.util.List<String> seeding = new java.util.ArrayList<>();
-            System.out.println("| load during catch-up | exposed write rate | backlog | replayed | catch-up rate | passes | cut-over pause | identical |");
-            System.out.println("|---|---|---|---|---|---|---|---|");
+            System.out.println("| load during catch-up | exposed write rate | backlog | replayed | catch-up rate | write rate during catch-up | passes | cut-over pause | identical |");
+            System.out.println("|---|---|---|---|---|---|---|---|---|");
             for (boolean underLoad : new boolean[] {false, true}) {
                 System.out.println(run(a, b, witness, backlog, clients, underLoad, seeding));
             }
@@ -84,15 +84,19 @@ public final class CatchUpBenchmark {
                         writers.stop();
                     }
                     b.restart();
+                    int atRestart = writers.acknowledged.size();
+                    long restarted = System.nanoTime();
                     until(() -> ds.partnership().status().state() == MirroringState.SYNCHRONIZED
                             && ds.partnership().lastCatchUp().isPresent());
+                    double rateDuring = (writers.acknowledged.size() - atRestart) / ((System.nanoTime() - restarted) / 1e9);
                     writers.stop();
                     CatchUpResult r = ds.partnership().lastCatchUp().orElseThrow();
                     boolean identical = ds.partnership().verify().identical();
                     seeding.add(seed(ds, clients, underLoad));
-                    return String.format(Locale.ROOT, "| %s | %.0f tx/s | %d | %d | %.0f records/s | %d | %.1f ms | %s |",
+                    return String.format(Locale.ROOT, "| %s | %.0f tx/s | %d | %d | %.0f records/s | %s | %d | %.1f ms | %s |",
                             underLoad ? clients + " clients" : "none", rate, backlog, r.replayed(),
-                            r.replayed() / (r.replayMillis() / 1000), r.passes(), r.cutOverMillis(), identical);
+                            r.replayed() / (r.replayMillis() / 1000), underLoad ? String.format(Locale.ROOT, "%.0f tx/s", rateDuring) : "-", r.passes(), r.cutOverMillis(),
+                            identical);
                 } finally {
                     if (!b.isRunning()) {
                         b.restart();
