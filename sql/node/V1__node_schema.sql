@@ -933,6 +933,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n int := coalesce(array_length(p_epochs, 1), 0);
 BEGIN
+    -- The principal's record wins over an in-doubt bar of the same transaction: a bar put here
+    -- while the principal's rollback of its prepared copy failed, after which this mirror was
+    -- written off and in-doubt resolution committed the transaction with the principal alone.
+    DELETE FROM lockstep.journal WHERE epoch = 0 AND gid = ANY (p_gids);
     FOR i IN 1 .. n LOOP
         PERFORM lockstep.replay(p_epochs[i], p_seqs[i], p_gids[i], p_origins[i], p_committed_at[i], p_changes[i]);
     END LOOP;

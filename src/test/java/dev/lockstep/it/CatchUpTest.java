@@ -141,6 +141,48 @@ class CatchUpTest extends OnTwoNodesAndWitness {
     }
 
     /**
+     * A double fault: the mirror link broke during apply, the mirror was barred from the
+     * transaction, the principal's rollback of its prepared copy failed too, the mirror was then
+     * written off, and in-doubt resolution committed the transaction with the principal alone.
+     * Catch-up must replay it over the bar (it used to fail on the bar's journal id forever).
+     * The state is built directly: an exposed commit, then its id barred on the returning mirror.
+     */
+    @Test
+    void aTransactionBarredOnTheMirrorButCommittedOnThePrincipalIsReplayedOverItsBar() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("barred");
+        String gid;
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (1)")).isTrue();
+            nodes.b().kill();
+            try {
+                await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> record(pair).state() == MirroringState.DISCONNECTED);
+                await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (2)"));
+                try (Connection p = pair.principal()) {
+                    gid = (String) TwoNodes.value(p, "SELECT gid FROM lockstep.journal WHERE epoch > 0 ORDER BY epoch DESC, seq DESC LIMIT 1");
+                }
+            } catch (Throwable e) {
+                nodes.b().restart();
+                throw e;
+            }
+        }
+        nodes.b().restart();
+        try (Connection m = pair.mirror(); Statement st = m.createStatement()) {
+            st.execute("SELECT lockstep.bar('" + gid + "')");
+            assertThat(TwoNodes.value(m, "SELECT count(*) FROM lockstep.journal WHERE epoch = 0 AND gid = '" + gid + "'")).isEqualTo(1L);
+        }
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+            try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                assertThat(rows(m, "SELECT id FROM t ORDER BY id")).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"))
+                        .hasSize(2);
+                assertThat(TwoNodes.value(m, "SELECT epoch > 0 FROM lockstep.journal WHERE gid = '" + gid + "'")).isEqualTo(true);
+            }
+        }
+    }
+
+    /**
      * I6: conflicting updates on a few hot rows keep running while the mirror catches up, and a
      * long transaction that began (and locked a hot row) before the replay read the journal
      * commits after it. The mirror ends identical, every row at the principal's value.
