@@ -72,7 +72,7 @@ final class Coordinator implements AutoCloseable {
             this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation,
                     principal.name(), mirror.name(), config.remoteCallTimeout()),
                     () -> epoch, () -> path(epoch), mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections(this),
-                    telemetry);
+                    telemetry, () -> aloneMayBeAcknowledged(epoch));
             this.resolver = new InDoubtResolver(config.partnership(),
                     new InDoubtResolver.Node(principal.name(), principalPool),
                     new InDoubtResolver.Node(mirror.name(), mirrorPool),
@@ -338,6 +338,11 @@ final class Coordinator implements AutoCloseable {
      * Where a commit of the given epoch goes. Only the current epoch may commit alone: a commit
      * still running on an older topology must go through its mirror, whose fence refuses it.
      */
+    private boolean aloneMayBeAcknowledged(long epoch) {
+        PartnershipMonitor m = monitor;
+        return m != null && m.aloneMayBeAcknowledged(epoch);
+    }
+
     private CommitProtocol.Path path(long epoch) {
         PartnershipMonitor m = monitor;
         return m == null ? CommitProtocol.Path.LOCKSTEP : m.path(epoch);

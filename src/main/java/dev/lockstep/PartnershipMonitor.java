@@ -104,6 +104,20 @@ final class PartnershipMonitor implements AutoCloseable {
         return p;
     }
 
+    /**
+     * Whether a commit this coordinator made alone at the given epoch may still be acknowledged:
+     * the monitor's decision is of that epoch and, with a witness, the exposed lease still holds.
+     * Asked right after the principal's COMMIT returned, since a COMMIT can stall for longer than
+     * the lease, and once the lease has run out a forced service of the mirror may have begun.
+     */
+    boolean aloneMayBeAcknowledged(long epoch) {
+        if (epoch != pathEpoch) {
+            return false;
+        }
+        return witness == null || (leaseEpoch == epoch
+                && ExposedLease.holds(leaseSentNanos, System.nanoTime(), config.partnerTimeout().toMillis()));
+    }
+
     /** The witness's record as last read. */
     PartnershipRecord record() {
         return record;

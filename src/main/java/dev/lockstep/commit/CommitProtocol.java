@@ -14,6 +14,7 @@ import java.sql.Statement;
 import java.time.Duration;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.BooleanSupplier;
 import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 
@@ -76,6 +77,7 @@ public final class CommitProtocol implements TransactionCommitter {
     private final Set<String> inFlight;
     private final LinkLoss linkLoss;
     private final CommitTimings timings;
+    private final BooleanSupplier aloneMayBeAcknowledged;
     private static final int SOCKET_MARGIN_MILLIS = 5000;
     /** One round trip; the mirror's sessions run with synchronous_commit on, so the commit is durable when it returns. */
     private static final String APPLY_AND_COMMIT = "SELECT lockstep.apply(?, ?, ?, ?, ?::timestamptz, ?); COMMIT";
@@ -106,7 +108,7 @@ public final class CommitProtocol implements TransactionCommitter {
      */
     public CommitProtocol(Settings settings, LongSupplier epoch, Supplier<Path> path, DataSource mirrorPool,
                           CommitObserver observer, Set<String> inFlight, LinkLoss linkLoss) {
-        this(settings, epoch, path, mirrorPool, observer, inFlight, linkLoss, CommitTimings.NONE);
+        this(settings, epoch, path, mirrorPool, observer, inFlight, linkLoss, CommitTimings.NONE, () -> true);
     }
 
     /**
@@ -118,10 +120,14 @@ public final class CommitProtocol implements TransactionCommitter {
      * @param inFlight      gids this coordinator is working on; in-doubt resolution leaves them alone
      * @param linkLoss      told when a link to a node broke
      * @param timings       told how long each mirrored commit took
+     * @param aloneMayBeAcknowledged asked right after an exposed commit returned: whether the
+     *                      principal's lease still holds, so that it may be acknowledged
      */
     public CommitProtocol(Settings settings, LongSupplier epoch, Supplier<Path> path, DataSource mirrorPool,
-                          CommitObserver observer, Set<String> inFlight, LinkLoss linkLoss, CommitTimings timings) {
+                          CommitObserver observer, Set<String> inFlight, LinkLoss linkLoss, CommitTimings timings,
+                          BooleanSupplier aloneMayBeAcknowledged) {
         this.timings = timings;
+        this.aloneMayBeAcknowledged = aloneMayBeAcknowledged;
         this.settings = settings;
         this.epoch = epoch;
         this.path = path;
@@ -222,6 +228,13 @@ public final class CommitProtocol implements TransactionCommitter {
                     + e.getMessage(), e);
         }
         observer.stepDone(CommitStep.PRINCIPAL_COMMITTED, gid);
+        if (record != null && !aloneMayBeAcknowledged.getAsBoolean()) {
+            throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " committed on principal node "
+                    + settings.principalNode() + " running exposed at epoch " + epoch.getAsLong() + ", but its COMMIT returned"
+                    + " only after the principal's lease at the witness ran out, when a forced service of mirror node "
+                    + settings.mirrorNode() + " may have begun; it is not acknowledged (should the mirror have been forced"
+                    + " into service, the divergence report lists it when this node returns)", null);
+        }
         return record != null;
     }
 

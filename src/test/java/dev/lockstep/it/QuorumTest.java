@@ -14,6 +14,10 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.Future;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ExecutorService;
 import java.util.List;
 import java.util.Set;
 
@@ -201,6 +205,67 @@ class QuorumTest extends OnTwoNodesAndWitness {
                 .witness(NodeConfig.of("witness", witness.config().jdbcUrl(), "no_such_role", "x")).build();
         assertThatThrownBy(() -> LockstepDataSource.start(wrongUser)).isInstanceOf(SQLException.class)
                 .hasMessageContaining("witness witness").hasMessageContaining("no_such_role");
+    }
+
+    /**
+     * An exposed commit whose COMMIT returns only after the principal's lease at the witness ran
+     * out is not acknowledged (40003): by then a forced service of the mirror may have begun, and
+     * two principals must never both accept a write. The COMMIT is held after it is durable by a
+     * synchronous standby that does not exist, the link to the witness goes silent, and once the
+     * witness has been silent for the partner timeout (twice the lease) the standby requirement is
+     * lifted, so the COMMIT returns.
+     */
+    @Test
+    void exposedCommitReturningAfterTheLeaseRanOut_isNotAcknowledged() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("stalledcommit");
+        ExecutorService writer = Executors.newSingleThreadExecutor();
+        try (LockstepDataSource ds = start(pair)) {
+            assertThat(write(ds, 1)).isTrue();
+            nodes.b().proxy().partition();
+            try {
+                await().atMost(Duration.ofSeconds(30)).until(() -> state(pair) == MirroringState.DISCONNECTED);
+                await().atMost(Duration.ofSeconds(30)).until(() -> write(ds, 2));
+                holdCommitsAfterTheyAreDurable(true);
+                Future<String> outcome = writer.submit(() -> {
+                    try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                        st.executeUpdate("INSERT INTO t VALUES (3)");
+                        return "acknowledged";
+                    } catch (SQLException e) {
+                        return e.getSQLState() + " " + e.getMessage();
+                    }
+                });
+                try (Connection a = nodes.a().connectDirect("postgres")) {
+                    await().atMost(Duration.ofSeconds(10)).until(() ->
+                            (Long) value(a, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") >= 1);
+                }
+                witness.node().proxy().blackhole();
+                try {
+                    await().atMost(Duration.ofSeconds(30)).until(() -> ds.partnership().status().witnessHealth() == PartnerHealth.FAILED);
+                    holdCommitsAfterTheyAreDurable(false);
+                    assertThat(outcome.get(30, TimeUnit.SECONDS)).startsWith("40003").contains("lease");
+                } finally {
+                    witness.node().proxy().heal();
+                }
+            } finally {
+                holdCommitsAfterTheyAreDurable(false);
+                nodes.b().proxy().heal();
+                writer.shutdownNow();
+            }
+            // The transaction did commit on the principal: "not acknowledged" is all the client was told.
+            try (Connection p = pair.principal()) {
+                assertThat(value(p, "SELECT count(*) FROM t WHERE id = 3")).isEqualTo(1L);
+            }
+            await().atMost(Duration.ofSeconds(60)).until(() -> state(pair) == MirroringState.SYNCHRONIZED);
+        }
+    }
+
+    /** Makes every commit on node a wait, once durable, for a synchronous standby that never comes. */
+    private static void holdCommitsAfterTheyAreDurable(boolean hold) throws SQLException {
+        try (Connection a = nodes.a().connectDirect("postgres"); Statement st = a.createStatement()) {
+            st.execute(hold ? "ALTER SYSTEM SET synchronous_standby_names = 'lockstep_test_no_such_standby'"
+                    : "ALTER SYSTEM RESET synchronous_standby_names");
+            st.execute("SELECT pg_reload_conf()");
+        }
     }
 
     @Test
