@@ -278,9 +278,12 @@ class QuorumTest extends OnTwoNodesAndWitness {
                     assertThat(write(ds, i)).isTrue();
                 }
                 await().atMost(Duration.ofSeconds(30)).until(() -> ds.partnership().status().witnessHealth() == PartnerHealth.FAILED);
-                PartnershipStatus status = ds.partnership().status();
-                assertThat(status.action()).isEqualTo(QuorumRules.Action.LOCKSTEP);
-                assertThat(status.automaticFailoverArmed()).isFalse();
+                // The detector sees the cut at once; the monitor decides on its next pass.
+                await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> {
+                    PartnershipStatus status = ds.partnership().status();
+                    assertThat(status.action()).isEqualTo(QuorumRules.Action.LOCKSTEP);
+                    assertThat(status.automaticFailoverArmed()).isFalse();
+                });
                 assertThat(write(ds, 21)).isTrue();
             } finally {
                 witness.node().proxy().heal();
