@@ -378,25 +378,12 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- TRUNCATE and DDL do not conflict row by row with the exposed commits that follow a change of
--- the principal's mirroring state, so under REPEATABLE READ a snapshot taken before the change
--- could carry them to the mirror ahead of those commits (catch-up replays them later). Locking
--- the state row fails (40001) when it changed since the snapshot, and otherwise holds off a
--- change until this transaction ends. Row changes need no such lock: one that touches a row an
--- exposed commit touched fails on that row.
-CREATE FUNCTION lockstep.hold_mirroring_state() RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM 1 FROM lockstep.node_state FOR SHARE;
-END $$;
-
 CREATE FUNCTION lockstep.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
         PERFORM lockstep.begin_capture();
     END IF;
-    PERFORM lockstep.hold_mirroring_state();
     PERFORM lockstep.append_entry('{"k":"T","t":' || lockstep.table_json(TG_TABLE_SCHEMA, TG_TABLE_NAME) || '}');
     RETURN NULL;
 END $$;
@@ -688,7 +675,6 @@ CREATE FUNCTION lockstep.capture_ddl() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM lockstep.ensure_capture();
-    PERFORM lockstep.hold_mirroring_state();
     -- One client message may run several commands; current_query() holds them all.
     IF current_setting('lockstep.ddl_seen', true) IS DISTINCT FROM statement_timestamp() || md5(current_query()) THEN
         PERFORM set_config('lockstep.ddl_seen', statement_timestamp() || md5(current_query()), true);

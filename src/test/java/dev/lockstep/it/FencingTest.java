@@ -36,38 +36,6 @@ class FencingTest extends OnTwoNodes {
         }
     }
 
-    /**
-     * Under REPEATABLE READ a transaction's snapshot can predate a change of the principal's
-     * node state (its mirror recorded lost, say, with exposed commits following). TRUNCATE and
-     * DDL do not conflict row by row with those commits, so they must not reach the mirror on the
-     * old reading: each fails with 40001 and neither node changes.
-     */
-    @Test
-    void truncateAndDdlWhoseSnapshotPredatesAChangeOfTheNodeStateFail() throws Exception {
-        TwoNodes.Pair pair = nodes.newPair("rrstate");
-        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
-            st.executeUpdate("INSERT INTO t VALUES (1)");
-            c.setAutoCommit(false);
-            c.setTransactionIsolation(Connection.TRANSACTION_REPEATABLE_READ);
-            for (String statement : new String[] {"TRUNCATE t", "ALTER TABLE t ADD COLUMN note text"}) {
-                assertThat(value(c, "SELECT count(*) FROM t")).isEqualTo(1L); // the snapshot is taken
-                try (Connection p = pair.principal(); Statement ps = p.createStatement()) {
-                    ps.executeUpdate("UPDATE lockstep.node_state SET changed_at = changed_at");
-                }
-                assertThatThrownBy(() -> st.execute(statement)).as(statement).isInstanceOf(SQLException.class)
-                        .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("40001");
-                c.rollback();
-            }
-        }
-        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
-            for (Connection node : new Connection[] {p, m}) {
-                assertThat(value(node, "SELECT count(*) FROM t")).isEqualTo(1L);
-                assertThat(value(node, "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'")).isEqualTo(1L);
-            }
-        }
-    }
-
     @Test
     void anEpochChangeWaitsForTheTransactionsThatSawTheOldEpoch() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("fence");
