@@ -664,6 +664,12 @@ BEGIN
             PERFORM lockstep.describe(a.table_name::regclass, a.capture_mode);
             IF (SELECT sequences FROM lockstep.attached WHERE table_name = a.table_name) IS DISTINCT FROM a.sequences THEN
                 PERFORM lockstep.install_capture(a.table_name::regclass, a.capture_mode);
+                -- Writes earlier in this transaction reported the old list: collect reports the new one too.
+                IF current_setting('lockstep.capturing', true) = pg_current_xact_id()::text THEN
+                    PERFORM set_config('lockstep.sequences', current_setting('lockstep.sequences') || coalesce(
+                        (SELECT ',' || string_agg(to_json(q)::text, ',') FROM lockstep.attached x, unnest(x.sequences) q
+                          WHERE x.table_name = a.table_name), ''), true);
+                END IF;
             END IF;
         END IF;
     END LOOP;
@@ -813,7 +819,8 @@ BEGIN
     IF current_setting('lockstep.sequences') <> '' THEN
         seq_names := ('[' || substr(current_setting('lockstep.sequences'), 2) || ']')::json;
         FOR i IN 0 .. json_array_length(seq_names) - 1 LOOP
-            pos := pg_sequence_last_value((seq_names->>i)::regclass);
+            -- to_regclass: the transaction may have dropped the sequence since it wrote the table.
+            pos := pg_sequence_last_value(to_regclass(seq_names->>i));
             IF pos IS NOT NULL THEN
                 seqs := coalesce(seqs || ',', '{') || (seq_names->i)::text || ':' || pos;
             END IF;

@@ -61,6 +61,37 @@ class DdlMigrationTest extends OnTwoNodes {
         }
     }
 
+    /**
+     * Sequences a transaction's capture triggers reported when it first wrote a table can change
+     * later in the same transaction: a default that starts drawing from a new sequence must still
+     * move the mirror's sequence (I3), and a table dropped after being written must not fail the
+     * commit on its vanished sequence.
+     */
+    @Test
+    void sequencesChangedOrDroppedAfterAWriteInTheSameTransaction() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("ddlseq");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY, n bigint)");
+            st.execute("CREATE TABLE gone (id serial PRIMARY KEY, v int)");
+            c.setAutoCommit(false);
+            st.executeUpdate("INSERT INTO t VALUES (1, 0)");
+            st.execute("CREATE SEQUENCE t_n");
+            st.execute("ALTER TABLE t ALTER COLUMN n SET DEFAULT nextval('t_n')");
+            st.executeUpdate("INSERT INTO t (id) VALUES (2), (3), (4)");
+            c.commit();
+            st.executeUpdate("INSERT INTO gone (v) VALUES (1)");
+            st.execute("DROP TABLE gone");
+            c.commit();
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            for (Connection node : new Connection[] {p, m}) {
+                assertThat(rows(node, "SELECT pg_sequence_last_value('t_n')")).containsExactly(List.of(3L));
+                assertThat(rows(node, "SELECT to_regclass('gone')")).containsExactly(java.util.Collections.singletonList(null));
+            }
+            assertThat(rows(m, "SELECT * FROM t ORDER BY id")).isEqualTo(rows(p, "SELECT * FROM t ORDER BY id"));
+        }
+    }
+
     @Test
     void aRolledBackMigrationLeavesNothingOnEitherNode() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("ddl");
