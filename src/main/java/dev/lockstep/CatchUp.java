@@ -95,6 +95,7 @@ final class CatchUp {
                         return done;
                     }
                     stepped = true;
+                    busy = 0; // the budget is for lock waits in a row, not over a long catch-up
                 } catch (SQLException e) {
                     if (!LOCK_NOT_AVAILABLE.equals(e.getSQLState()) || ++busy >= CUT_OVER_ATTEMPTS) {
                         throw e;
@@ -205,14 +206,22 @@ final class CatchUp {
         }
         long start = System.nanoTime();
         replay.beginCutOver(CUT_OVER_LOCK_WAIT);
+        List<JournalReplay.Key> rest;
         try {
-            List<JournalReplay.Key> rest = replay.missingSinceStart();
+            rest = replay.missingSinceStart();
             progress.passes++;
             if (rest.size() > CUT_OVER_STEP) {
                 progress.replayed += replayed(replay.replay(rest.subList(0, CUT_OVER_STEP)));
-                replay.abandonCutOver();
-                return null;
             }
+        } catch (SQLException | RuntimeException e) {
+            abandonQuietly(replay, e);
+            throw e;
+        }
+        if (rest.size() > CUT_OVER_STEP) {
+            replay.abandonCutOver(); // lets the held writers go until the next step
+            return null;
+        }
+        try {
             progress.replayed += replayed(replay.replay(rest));
             if (!replay.markSynchronized(t.epoch, expectedChange)) {
                 throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: node " + t.principal.name()
@@ -233,12 +242,16 @@ final class CatchUp {
             return new CatchUpResult(progress.replayed, progress.passes, (end - start) / 1e6, (end - progress.started) / 1e6,
                     caughtUp.next(), seeded);
         } catch (SQLException | RuntimeException e) {
-            try {
-                replay.abandonCutOver();
-            } catch (SQLException rollback) {
-                e.addSuppressed(rollback);
-            }
+            abandonQuietly(replay, e);
             throw e;
+        }
+    }
+
+    private static void abandonQuietly(JournalReplay replay, Exception cause) {
+        try {
+            replay.abandonCutOver();
+        } catch (SQLException rollback) {
+            cause.addSuppressed(rollback);
         }
     }
 }

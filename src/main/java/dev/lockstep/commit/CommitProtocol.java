@@ -353,7 +353,14 @@ public final class CommitProtocol implements TransactionCommitter {
                         + settings.principalNode() + " and in-doubt resolution commits or rolls it back to match: " + e.getMessage(), e);
             }
             // The mirror does not hold it and never will (barred, or it reported the failure).
-            rollbackPreparedOnPrincipal(principal, gid, e);
+            if (!rollbackPreparedOnPrincipal(principal, gid, e)) {
+                // Still prepared on the principal: should the mirror then be written off, in-doubt
+                // resolution commits it there, so "rolled back" would be a promise not kept.
+                throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " failed on mirror node "
+                        + settings.mirrorNode() + " and its rollback on principal node " + settings.principalNode()
+                        + " failed too; it stays prepared there and in-doubt resolution rolls it back, or commits it"
+                        + " should the mirror be written off: " + e.getMessage(), e);
+            }
             String state = e.getSQLState() != null ? e.getSQLState() : SqlStates.CONNECTION_FAILURE;
             throw SqlStates.error(state, "lockstep: transaction " + gid + " was rolled back: mirror node "
                     + settings.mirrorNode() + " failed to apply or commit it at epoch " + epoch.getAsLong() + ": "

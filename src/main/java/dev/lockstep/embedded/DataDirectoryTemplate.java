@@ -5,6 +5,7 @@ import java.net.URL;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryNotEmptyException;
 import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -85,6 +86,11 @@ final class DataDirectoryTemplate {
                 log.info("made the data directory template {}", location);
             } catch (FileAlreadyExistsException | DirectoryNotEmptyException e) {
                 // another JVM published one first: it is as good as ours
+            } catch (FileSystemException e) {
+                if (!Files.isDirectory(location)) {
+                    throw e;
+                }
+                // likewise (Linux reports a non-empty target of a rename as a plain FileSystemException)
             }
         } finally {
             NodeDirectories.deleteTree(staging);

@@ -234,6 +234,57 @@ class BadInputTest extends OnTwoNodes {
         }
     }
 
+    /**
+     * The mirror refuses a transaction (a CHECK only it has, slowed so the test can act) and the
+     * link to the principal breaks before its prepared copy is rolled back there: the client is
+     * told the outcome is unknown (40003), not "rolled back", because in-doubt resolution would
+     * commit that copy should the mirror be written off. Once the link is back, resolution rolls
+     * it back (prepared on the principal, absent on the mirror) and neither node holds the row.
+     */
+    @Test
+    void aMirrorRefusalWhoseRollbackOnThePrincipalFailsIsAnUnknownOutcome() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("norollback");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            try (Connection m = pair.mirror(); Statement ms = m.createStatement()) {
+                ms.execute("SET lockstep.internal = on");
+                ms.execute("CREATE FUNCTION slowly_small(id int) RETURNS boolean LANGUAGE plpgsql"
+                        + " AS $$ BEGIN PERFORM pg_sleep(1); RETURN id < 100; END $$");
+                ms.execute("ALTER TABLE t ADD CONSTRAINT only_small_ids CHECK (slowly_small(id))");
+            }
+            var attempt = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+                try {
+                    st.executeUpdate("INSERT INTO t VALUES (100)");
+                    return null;
+                } catch (SQLException e) {
+                    return e;
+                }
+            });
+            try (Connection m = pair.mirror()) {
+                await().atMost(java.time.Duration.ofSeconds(10)).until(() -> (Long) value(m,
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+            }
+            nodes.a().proxy().partition();
+            SQLException failure;
+            try {
+                failure = attempt.get(30, java.util.concurrent.TimeUnit.SECONDS);
+            } finally {
+                nodes.a().proxy().heal();
+            }
+            assertThat((Throwable) failure).isNotNull().hasMessageContaining("its rollback on principal node node-a failed too");
+            assertThat(sqlState(failure)).isEqualTo("40003");
+            await().atMost(java.time.Duration.ofSeconds(30)).untilAsserted(() -> {
+                try (Connection p = pair.principal()) {
+                    assertThat(lockstepPrepared(p)).isEmpty();
+                }
+            });
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(rows(p, "SELECT id FROM t")).isEmpty();
+            assertThat(rows(m, "SELECT id FROM t")).isEmpty();
+        }
+    }
+
     @Test
     void maxPreparedTransactionsZeroIsRefusedAtStart() throws Exception {
         try (PgNode noTwoPhase = PgNode.start("node-no2pc", Map.of("max_prepared_transactions", "0"))) {
