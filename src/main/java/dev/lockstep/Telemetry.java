@@ -57,6 +57,7 @@ final class Telemetry implements CommitTimings, AutoCloseable {
     private volatile JournalBacklog.Backlog backlog = JournalBacklog.Backlog.NONE;
     private volatile double meanOverheadMillis;
     private volatile long catchUpReplayed;
+    private volatile boolean freshCatchUp;
     private volatile Duration catchUpEstimate;
     private long replayedAtLastObservation;
     private long lastObservationNanos;
@@ -139,12 +140,20 @@ final class Telemetry implements CommitTimings, AutoCloseable {
     /** A catch-up replayed more records on the mirror. */
     void replayed(long records) {
         applied.add(records);
+        if (records > 0 && freshCatchUp) {
+            freshCatchUp = false;
+            catchUpReplayed = 0;
+        }
         catchUpReplayed += records;
     }
 
-    /** A catch-up starts. */
+    /**
+     * A catch-up starts. Its count replaces the last one's from its first replayed record on: a
+     * run that finds nothing to do (the monitor may start one on a reading taken just before the
+     * last run finished) leaves the last run's count standing.
+     */
     void catchUpStarted() {
-        catchUpReplayed = 0;
+        freshCatchUp = true;
     }
 
     /** This coordinator's catch-up finished. */

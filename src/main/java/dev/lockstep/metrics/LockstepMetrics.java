@@ -102,7 +102,7 @@ public final class LockstepMetrics implements MeterBinder {
         Gauge.builder("lockstep.send.queue.oldest.age", partnership, p -> p.statistics().oldestUnsentAge().toMillis() / 1000.0)
                 .tags(base).baseUnit("seconds").description("age of the oldest journal record the mirror lacks").register(registry);
         gauge(registry, "lockstep.catchup.replayed.records", base, p -> p.statistics().catchUpReplayed(),
-                "records the current or last catch-up replayed");
+                "records the current or last catch-up that replayed any has replayed");
         gauge(registry, "lockstep.catchup.remaining.records", base,
                 p -> p.status().state() == MirroringState.SYNCHRONIZING ? p.statistics().sendQueueRecords() : 0,
                 "records a catch-up under way has still to replay");
