@@ -20,7 +20,7 @@ import java.util.Map;
  * @param sendQueueRecords       journal records the mirror lacks (0 while SYNCHRONIZED)
  * @param sendQueueBytes         their size in bytes
  * @param oldestUnsentAge        age of the oldest of them (zero when none)
- * @param catchUpReplayed        records the catch-up under way (or the last one) has replayed
+ * @param catchUpReplayed        records the catch-up under way (or the last one that replayed any) has replayed
  * @param catchUpEstimate        estimated time left for the catch-up under way at the current replay rate, or null
  * @param meanCommitOverheadMillis mean time a commit spent on the mirror over the last heartbeat
  */
