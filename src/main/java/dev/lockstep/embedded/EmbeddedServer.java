@@ -59,6 +59,8 @@ public final class EmbeddedServer implements AutoCloseable {
     private final ClusterProcesses processes;
     private final Thread shutdownHook;
     private int port;
+    private int portSlice = 1;
+    private int portSlices = 1;
     /** zonky's handle of the running server; null after kill (the handle is abandoned). */
     private EmbeddedPostgres server;
     private boolean closed;
@@ -92,8 +94,25 @@ public final class EmbeddedServer implements AutoCloseable {
      * @throws IllegalStateException when it does not start (the end of its log is in the message)
      */
     public static EmbeddedServer start(String name, Map<String, String> settings) {
+        return start(name, settings, 1, 1);
+    }
+
+    /**
+     * Like {@link #start(String, Map)}, taking ports only from one of several equal slices of
+     * the port range, so that JVMs running at once (test forks) never start a server on the port
+     * of another's killed server before it is restarted.
+     *
+     * @param slice  which slice, from 1
+     * @param slices how many slices
+     */
+    public static EmbeddedServer start(String name, Map<String, String> settings, int slice, int slices) {
+        if (slices < 1 || slice < 1 || slice > slices) {
+            throw new IllegalArgumentException("port slice " + slice + " of " + slices + ": needs 1 <= slice <= slices");
+        }
         NodeDirectories.sweepStale();
         EmbeddedServer backend = new EmbeddedServer(name, settings);
+        backend.portSlice = slice;
+        backend.portSlices = slices;
         try {
             DataDirectoryTemplate.forCurrentBinaries()
                     .ifPresent(template -> template.copyInto(backend.dataDir, EmbeddedServer::initialiseStopped));
@@ -246,7 +265,7 @@ public final class EmbeddedServer implements AutoCloseable {
 
     private void startOnFreePort() {
         for (int attempt = 1; ; attempt++) {
-            port = freePort();
+            port = freePort(portSlice, portSlices);
             try {
                 launch();
                 return;
@@ -303,10 +322,12 @@ public final class EmbeddedServer implements AutoCloseable {
     }
 
     /** A port below the ephemeral range that can be bound on 127.0.0.1 right now. */
-    private static int freePort() {
-        int highest = ephemeralRangeStart() - 1;
-        for (int i = 0; i < 100 && highest - LOWEST_PORT > 1000; i++) {
-            int candidate = ThreadLocalRandom.current().nextInt(LOWEST_PORT, highest + 1);
+    private static int freePort(int slice, int slices) {
+        int span = ephemeralRangeStart() - LOWEST_PORT;
+        int lowest = LOWEST_PORT + (int) ((long) span * (slice - 1) / slices);
+        int highest = LOWEST_PORT + (int) ((long) span * slice / slices) - 1;
+        for (int i = 0; i < 100 && highest - lowest > 1000; i++) {
+            int candidate = ThreadLocalRandom.current().nextInt(lowest, highest + 1);
             if (canBind(candidate)) {
                 return candidate;
             }

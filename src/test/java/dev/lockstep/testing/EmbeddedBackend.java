@@ -15,8 +15,14 @@ final class EmbeddedBackend implements PgServerBackend {
         this.server = server;
     }
 
+    /**
+     * Starts a server; under surefire's forks (the build sets {@code lockstep.test.fork} and
+     * {@code lockstep.test.forks}) each fork takes ports from a slice of its own.
+     */
     static EmbeddedBackend start(String name, Map<String, String> settings) {
-        return new EmbeddedBackend(EmbeddedServer.start(name, settings));
+        int forks = Integer.getInteger("lockstep.test.forks", 1);
+        int fork = Integer.getInteger("lockstep.test.fork", 1);
+        return new EmbeddedBackend(EmbeddedServer.start(name, settings, 1 + (fork - 1) % forks, forks));
     }
 
     /** The server's log, for diagnosing a test. */
