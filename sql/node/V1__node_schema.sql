@@ -592,6 +592,12 @@ BEGIN
     PERFORM lockstep.generate_dispatcher();
 END $$;
 
+-- Sequence names as capture triggers carry them and collect reads them: JSON strings joined by commas.
+CREATE FUNCTION lockstep.sequence_list(seqs text[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(string_agg(to_json(q)::text, ',' ORDER BY q), '') FROM unnest(seqs) q
+$$;
+
 -- (Re)creates a table's capture triggers. Their argument lists the table's sequences as JSON
 -- strings, so that a transaction reports the positions of the sequences of the tables it wrote
 -- without a catalog query at commit; describe() therefore re-installs them when those change.
@@ -599,7 +605,7 @@ CREATE FUNCTION lockstep.install_capture(rel regclass, mode text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     was_internal text := current_setting('lockstep.internal', true);
-    seqs text := (SELECT coalesce(string_agg(to_json(q)::text, ',' ORDER BY q), '') FROM unnest(lockstep.table_sequences(rel)) q);
+    seqs text := lockstep.sequence_list(lockstep.table_sequences(rel));
 BEGIN
     PERFORM set_config('lockstep.internal', 'on', true);
     EXECUTE format('DROP TRIGGER IF EXISTS lockstep_capture_i ON %s', rel);
@@ -666,9 +672,8 @@ BEGIN
                 PERFORM lockstep.install_capture(a.table_name::regclass, a.capture_mode);
                 -- Writes earlier in this transaction reported the old list: collect reports the new one too.
                 IF current_setting('lockstep.capturing', true) = pg_current_xact_id()::text THEN
-                    PERFORM set_config('lockstep.sequences', current_setting('lockstep.sequences') || coalesce(
-                        (SELECT ',' || string_agg(to_json(q)::text, ',') FROM lockstep.attached x, unnest(x.sequences) q
-                          WHERE x.table_name = a.table_name), ''), true);
+                    PERFORM set_config('lockstep.sequences', current_setting('lockstep.sequences') || coalesce(',' || nullif(
+                        lockstep.sequence_list((SELECT sequences FROM lockstep.attached WHERE table_name = a.table_name)), ''), ''), true);
                 END IF;
             END IF;
         END IF;
