@@ -59,13 +59,16 @@ public final class EmbeddedServer implements AutoCloseable {
     private final ClusterProcesses processes;
     private final Thread shutdownHook;
     private int port;
-    private int portSlice = 1;
-    private int portSlices = 1;
+    /** Ports come from slice {@code portSlice} of {@code portSlices} of the range; see {@link #start(String, Map, int, int)}. */
+    private final int portSlice;
+    private final int portSlices;
     /** zonky's handle of the running server; null after kill (the handle is abandoned). */
     private EmbeddedPostgres server;
     private boolean closed;
 
-    private EmbeddedServer(String name, Map<String, String> settings) {
+    private EmbeddedServer(String name, Map<String, String> settings, int portSlice, int portSlices) {
+        this.portSlice = portSlice;
+        this.portSlices = portSlices;
         settings.keySet().forEach(k -> {
             if (!SETTING_NAME.matcher(k).matches()) {
                 throw new IllegalArgumentException("not a setting name: " + k);
@@ -110,12 +113,10 @@ public final class EmbeddedServer implements AutoCloseable {
             throw new IllegalArgumentException("port slice " + slice + " of " + slices + ": needs 1 <= slice <= slices");
         }
         NodeDirectories.sweepStale();
-        EmbeddedServer backend = new EmbeddedServer(name, settings);
-        backend.portSlice = slice;
-        backend.portSlices = slices;
+        EmbeddedServer backend = new EmbeddedServer(name, settings, slice, slices);
         try {
             DataDirectoryTemplate.forCurrentBinaries()
-                    .ifPresent(template -> template.copyInto(backend.dataDir, EmbeddedServer::initialiseStopped));
+                    .ifPresent(template -> template.copyInto(backend.dataDir, target -> initialiseStopped(target, slice, slices)));
             backend.startOnFreePort();
             return backend;
         } catch (RuntimeException e) {
@@ -125,8 +126,8 @@ public final class EmbeddedServer implements AutoCloseable {
     }
 
     /** Writes a freshly initialised, cleanly stopped data directory at {@code target}. */
-    private static void initialiseStopped(Path target) {
-        try (EmbeddedServer maker = new EmbeddedServer("template", Map.of())) {
+    private static void initialiseStopped(Path target, int slice, int slices) {
+        try (EmbeddedServer maker = new EmbeddedServer("template", Map.of(), slice, slices)) {
             maker.startOnFreePort();
             maker.stop();
             Files.deleteIfExists(maker.dataDir.resolve(ZONKY_LOCK_FILE));
