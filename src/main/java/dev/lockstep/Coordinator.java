@@ -48,6 +48,8 @@ final class Coordinator implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Coordinator.class);
     /** Hikari's shortest wait; a caller's wait for the principal is made of several. */
     private static final long PRINCIPAL_WAIT_MILLIS = 250;
+    /** Connections per node kept for the coordinator's own work, apart from the application's. */
+    private static final int CONTROL_POOL_SIZE = 2;
 
     /** The roles and pools of one epoch. */
     final class Topology implements AutoCloseable {
@@ -55,6 +57,12 @@ final class Coordinator implements AutoCloseable {
         final NodeConfig principal;
         final NodeConfig mirror;
         final HikariDataSource principalPool;
+        /**
+         * The coordinator's own principal connections (monitor, in-doubt resolution, measuring):
+         * an application that holds every pooled connection must not leave the partnership
+         * unable to record a lost mirror or settle a transaction in doubt.
+         */
+        final HikariDataSource principalControlPool;
         final HikariDataSource mirrorPool;
         final CommitProtocol protocol;
         final InDoubtResolver resolver;
@@ -66,15 +74,17 @@ final class Coordinator implements AutoCloseable {
             this.principal = principal;
             this.mirror = mirror;
             // Short waits for a principal connection: getConnection() retries them, following a failover.
-            this.principalPool = pool(principal, config.poolSize(), PRINCIPAL_WAIT_MILLIS, principalProperties(epoch));
-            this.mirrorPool = pool(mirror, config.poolSize() + 2, Math.max(250, config.connectTimeout().toMillis()),
+            this.principalPool = pool(principal, "", config.poolSize(), PRINCIPAL_WAIT_MILLIS, principalProperties(epoch));
+            this.principalControlPool = pool(principal, "-control", CONTROL_POOL_SIZE, PRINCIPAL_WAIT_MILLIS,
+                    principalProperties(epoch));
+            this.mirrorPool = pool(mirror, "", config.poolSize() + CONTROL_POOL_SIZE, Math.max(250, config.connectTimeout().toMillis()),
                     mirrorProperties());
             this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation,
                     principal.name(), mirror.name(), config.remoteCallTimeout()),
                     () -> epoch, () -> path(epoch), mirrorPool, config.commitObserver(), inFlight, new DropStaleConnections(this),
                     telemetry, () -> aloneMayBeAcknowledged(epoch));
             this.resolver = new InDoubtResolver(config.partnership(),
-                    new InDoubtResolver.Node(principal.name(), principalPool),
+                    new InDoubtResolver.Node(principal.name(), principalControlPool),
                     new InDoubtResolver.Node(mirror.name(), mirrorPool),
                     inFlight::contains, config.inDoubtGrace(), config.remoteCallTimeout(),
                     () -> path(epoch) == CommitProtocol.Path.EXPOSED);
@@ -108,6 +118,7 @@ final class Coordinator implements AutoCloseable {
         @Override
         public void close() {
             principalPool.close();
+            principalControlPool.close();
             mirrorPool.close();
         }
     }
@@ -433,9 +444,9 @@ final class Coordinator implements AutoCloseable {
         return p;
     }
 
-    private HikariDataSource pool(NodeConfig node, int size, long waitMillis, Properties extra) {
+    private HikariDataSource pool(NodeConfig node, String purpose, int size, long waitMillis, Properties extra) {
         HikariConfig h = new HikariConfig();
-        h.setPoolName("lockstep-" + config.partnership() + "-" + node.name());
+        h.setPoolName("lockstep-" + config.partnership() + "-" + node.name() + purpose);
         h.setJdbcUrl(node.jdbcUrl());
         h.setUsername(node.user());
         h.setPassword(node.password());
@@ -495,6 +506,7 @@ final class Coordinator implements AutoCloseable {
         @Override
         public void principalLinkLost() {
             topology.principalPool.getHikariPoolMXBean().softEvictConnections();
+            topology.principalControlPool.getHikariPoolMXBean().softEvictConnections();
             probeSoon(topology.principal.name());
         }
 
@@ -760,6 +772,7 @@ final class Coordinator implements AutoCloseable {
     Topology topology() { return topology.get(); }
     long epoch() { return topology.get().epoch; }
     HikariDataSource principalPool() { return topology.get().principalPool; }
+    HikariDataSource principalControlPool() { return topology.get().principalControlPool; }
     HikariDataSource mirrorPool() { return topology.get().mirrorPool; }
     InDoubtResolver resolver() { return topology.get().resolver; }
     String incarnation() { return incarnation; }
@@ -788,7 +801,7 @@ final class Coordinator implements AutoCloseable {
         try {
             if (state == MirroringState.SYNCHRONIZED && config.mode() != dev.lockstep.core.OperatingMode.HIGH_PERFORMANCE) {
                 // In lockstep the mirror holds whatever the principal holds.
-                try (Connection c = measuring(t.principalPool, deadline)) {
+                try (Connection c = measuring(t.principalControlPool, deadline)) {
                     mirrorHolds = JournalBacklog.last(c, deadline);
                 }
                 return JournalBacklog.Backlog.NONE;
@@ -803,7 +816,7 @@ final class Coordinator implements AutoCloseable {
                 // Not known until the mirror was seen (or the partnership synchronized) once.
                 return null;
             }
-            try (Connection c = measuring(t.principalPool, deadline)) {
+            try (Connection c = measuring(t.principalControlPool, deadline)) {
                 return JournalBacklog.beyond(c, holds, deadline);
             }
         } catch (SQLException e) {

@@ -85,7 +85,11 @@ public final class LockstepConfig {
     public NodeConfig mirror() { return mirror; }
     /** This coordinator's id (1-56 characters), part of every global transaction id it prepares. */
     public String coordinatorId() { return coordinatorId; }
-    /** Connections per node for application transactions. */
+    /**
+     * Connections per node for application transactions. The coordinator keeps two more to each
+     * node for its own work (monitor, in-doubt resolution, measuring), so that an application
+     * holding every pooled connection does not keep it from recording a lost partner.
+     */
     public int poolSize() { return poolSize; }
     /** Deadline of every call Lockstep makes to a node. */
     public Duration remoteCallTimeout() { return remoteCallTimeout; }

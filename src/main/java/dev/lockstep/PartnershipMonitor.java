@@ -340,7 +340,7 @@ final class PartnershipMonitor implements AutoCloseable {
      * reads the principal each heartbeat, and a frozen principal must not hold the heartbeat.
      */
     private Connection principalConnection(Coordinator.Topology t) throws SQLException {
-        Connection c = t.principalPool.getConnection();
+        Connection c = t.principalControlPool.getConnection();
         try {
             c.setNetworkTimeout(Runnable::run, (int) Math.max(100, Math.min(config.heartbeatInterval().toMillis(),
                     config.remoteCallTimeout().toMillis())));

@@ -12,6 +12,7 @@ import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
 import java.sql.SQLException;
+import java.sql.Statement;
 import java.time.Duration;
 import java.util.List;
 import java.util.Set;
@@ -79,6 +80,38 @@ class NoWitnessTest extends OnTwoNodes {
             assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
         } finally {
             claim.close();
+        }
+    }
+
+    @Test
+    void mirrorLostWhileTheApplicationHoldsEveryPooledConnection_isStillRecordedAndTheHeldConnectionsCommitExposed()
+            throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("nowitness_saturated");
+        LockstepConfig config = pair.config().partnerTimeout(Duration.ofSeconds(2)).heartbeatInterval(Duration.ofMillis(200))
+                .poolSize(2).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            // From here on the application holds every connection of the pool.
+            try (Connection first = ds.getConnection(); Connection second = ds.getConnection();
+                 Statement st = second.createStatement()) {
+                assertThat(st.executeUpdate("INSERT INTO t VALUES (1)")).isEqualTo(1);
+                nodes.b().proxy().partition();
+                try {
+                    await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                        try (Connection p = pair.principal()) {
+                            assertThat(value(p, "SELECT mirroring_state FROM lockstep.node_state")).isEqualTo("DISCONNECTED");
+                        }
+                    });
+                    assertThat(st.executeUpdate("INSERT INTO t VALUES (2)")).isEqualTo(1);
+                    assertThat(ds.partnership().attachedTables()).containsExactly("public.t");
+                } finally {
+                    nodes.b().proxy().heal();
+                }
+                assertThat(first.isValid(1)).isTrue();
+            }
+        }
+        try (Connection p = pair.principal()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(2L);
         }
     }
 
