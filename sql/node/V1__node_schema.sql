@@ -378,9 +378,27 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- TRUNCATE and DDL do not conflict row by row with the exposed commits that follow a change of
+-- the principal's mirroring state. Under REPEATABLE READ or SERIALIZABLE the transaction's
+-- snapshot may predate such a change, and collect, reading the state through that snapshot, would
+-- carry them to the mirror ahead of exposed commits that catch-up replays there later. A row lock
+-- on the state would catch the change but, held by a prepared transaction left in doubt, would
+-- keep the monitor from recording a lost mirror; so they run under READ COMMITTED only, where
+-- collect reads the state afresh.
+CREATE FUNCTION lockstep.require_read_committed(what text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'lockstep: % on node % is refused in a % transaction: it could reach the mirror ahead of commits its snapshot does not see; run it under READ COMMITTED',
+            what, (SELECT node_name FROM lockstep.node_state), upper(current_setting('transaction_isolation'))
+            USING ERRCODE = '0A000';
+    END IF;
+END $$;
+
 CREATE FUNCTION lockstep.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM lockstep.require_read_committed('TRUNCATE of mirrored table ' || lockstep.table_json(TG_TABLE_SCHEMA, TG_TABLE_NAME));
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
         PERFORM lockstep.begin_capture();
     END IF;
@@ -685,6 +703,7 @@ END $$;
 CREATE FUNCTION lockstep.capture_ddl() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM lockstep.require_read_committed('DDL (' || left(current_query(), 60) || ')');
     PERFORM lockstep.ensure_capture();
     -- One client message may run several commands; current_query() holds them all.
     IF current_setting('lockstep.ddl_seen', true) IS DISTINCT FROM statement_timestamp() || md5(current_query()) THEN

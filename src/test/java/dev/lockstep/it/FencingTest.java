@@ -36,6 +36,41 @@ class FencingTest extends OnTwoNodes {
         }
     }
 
+    /**
+     * Under REPEATABLE READ or SERIALIZABLE a transaction's snapshot can predate a change of the
+     * principal's mirroring state (its mirror recorded lost, with exposed commits following).
+     * TRUNCATE and DDL do not conflict row by row with those commits, so they are refused there
+     * (0A000, the transaction rolled back, neither node changed) and run under READ COMMITTED.
+     */
+    @Test
+    void truncateAndDdlAreRefusedUnderSnapshotIsolationAndRunUnderReadCommitted() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("rrstate");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            st.executeUpdate("INSERT INTO t VALUES (1)");
+            c.setAutoCommit(false);
+            for (int isolation : new int[] {Connection.TRANSACTION_REPEATABLE_READ, Connection.TRANSACTION_SERIALIZABLE}) {
+                c.setTransactionIsolation(isolation);
+                for (String statement : new String[] {"TRUNCATE t", "ALTER TABLE t ADD COLUMN note text"}) {
+                    st.executeUpdate("INSERT INTO t VALUES (2)");
+                    assertThatThrownBy(() -> st.execute(statement)).as(statement).isInstanceOf(SQLException.class)
+                            .hasMessageContaining("node-a").hasMessageContaining("READ COMMITTED")
+                            .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("0A000");
+                    c.rollback();
+                }
+            }
+            c.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
+            st.execute("ALTER TABLE t ADD COLUMN note text");
+            c.commit();
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            for (Connection node : new Connection[] {p, m}) {
+                assertThat(value(node, "SELECT count(*) FROM t")).isEqualTo(1L);
+                assertThat(value(node, "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'")).isEqualTo(2L);
+            }
+        }
+    }
+
     @Test
     void anEpochChangeWaitsForTheTransactionsThatSawTheOldEpoch() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("fence");
