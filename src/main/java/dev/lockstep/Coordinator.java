@@ -8,6 +8,7 @@ import dev.lockstep.commit.JournalBacklog;
 import dev.lockstep.commit.NodeChecks;
 import dev.lockstep.commit.NodeSchema;
 import dev.lockstep.commit.PrincipalState;
+import dev.lockstep.core.Gid;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.NodeRole;
 import dev.lockstep.core.NodeView;
@@ -86,8 +87,15 @@ final class Coordinator implements AutoCloseable {
             this.resolver = new InDoubtResolver(config.partnership(),
                     new InDoubtResolver.Node(principal.name(), principalControlPool),
                     new InDoubtResolver.Node(mirror.name(), mirrorPool),
-                    inFlight::contains, config.inDoubtGrace(), config.remoteCallTimeout(),
+                    inFlight::contains, this::preparedHere, config.inDoubtGrace(), config.remoteCallTimeout(),
                     () -> path(epoch) == CommitProtocol.Path.EXPOSED);
+        }
+
+        /** Whether this run of the coordinator prepared the transaction, in this epoch. */
+        private boolean preparedHere(String gid) {
+            Gid parsed = Gid.parseOrNull(gid);
+            return parsed != null && parsed.epoch() == epoch && parsed.coordinator().equals(incarnation)
+                    && parsed.partnership().equals(config.partnership());
         }
 
         /**

@@ -38,6 +38,19 @@ public final class InDoubtRule {
         WAIT
     }
 
+    /** Who may still be working on the transaction. */
+    public enum Owner {
+        /** A live commit of this coordinator. */
+        ACTIVE,
+        /**
+         * This coordinator, whose commit gave up on it (the link to the mirror broke, say): no
+         * commit works on it any longer and none ever will, so it needs no grace.
+         */
+        ABANDONED_HERE,
+        /** Another coordinator, or an earlier, crashed run of this one: it may still be working on it. */
+        UNKNOWN
+    }
+
     /**
      * Decides the fate of one prepared transaction.
      *
@@ -49,13 +62,27 @@ public final class InDoubtRule {
      * @return the outcome
      */
     public static Outcome decide(Peer peer, boolean ownerActive, long ageMillis, long graceMillis) {
-        if (ownerActive) {
+        return decide(peer, ownerActive ? Owner.ACTIVE : Owner.UNKNOWN, ageMillis, graceMillis);
+    }
+
+    /**
+     * Decides the fate of one prepared transaction.
+     *
+     * @param peer        what the other node says about it
+     * @param owner       who may still be working on it
+     * @param ageMillis   how long ago it was prepared, by the preparing node's clock
+     * @param graceMillis how old a transaction of an {@link Owner#UNKNOWN} owner must be before it
+     *                    is settled; longer than any commit can take
+     * @return the outcome
+     */
+    public static Outcome decide(Peer peer, Owner owner, long ageMillis, long graceMillis) {
+        if (owner == Owner.ACTIVE) {
             return Outcome.WAIT;
         }
         if (peer == Peer.COMMITTED) {
             return Outcome.COMMIT;
         }
-        if (ageMillis < graceMillis || peer == Peer.UNREACHABLE) {
+        if (peer == Peer.UNREACHABLE || (owner == Owner.UNKNOWN && ageMillis < graceMillis)) {
             return Outcome.WAIT;
         }
         return peer == Peer.PREPARED || peer == Peer.WRITTEN_OFF ? Outcome.COMMIT : Outcome.ROLLBACK;

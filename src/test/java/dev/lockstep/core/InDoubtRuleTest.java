@@ -37,6 +37,20 @@ class InDoubtRuleTest {
     }
 
     @Test
+    void aTransactionThisCoordinatorGaveUpOnNeedsNoGrace() {
+        for (Peer peer : Peer.values()) {
+            Outcome young = InDoubtRule.decide(peer, InDoubtRule.Owner.ABANDONED_HERE, 0, GRACE);
+            assertThat(young).as("%s", peer).isEqualTo(expected(peer, false, GRACE));
+            assertThat(InDoubtRule.decide(peer, InDoubtRule.Owner.UNKNOWN, 0, GRACE)).as("%s", peer)
+                    .isEqualTo(peer == Peer.COMMITTED ? Outcome.COMMIT : Outcome.WAIT);
+            assertThat(InDoubtRule.decide(peer, InDoubtRule.Owner.ACTIVE, Long.MAX_VALUE, GRACE)).isEqualTo(Outcome.WAIT);
+        }
+        assertThat(InDoubtRule.decide(Peer.WRITTEN_OFF, InDoubtRule.Owner.ABANDONED_HERE, 0, GRACE)).isEqualTo(Outcome.COMMIT);
+        assertThat(InDoubtRule.decide(Peer.ABSENT, InDoubtRule.Owner.ABANDONED_HERE, 0, GRACE)).isEqualTo(Outcome.ROLLBACK);
+        assertThat(InDoubtRule.decide(Peer.UNREACHABLE, InDoubtRule.Owner.ABANDONED_HERE, 0, GRACE)).isEqualTo(Outcome.WAIT);
+    }
+
+    @Test
     void committedOnThePeerCommitsAtOnceWhateverTheAge() {
         assertThat(InDoubtRule.decide(Peer.COMMITTED, false, 0, GRACE)).isEqualTo(Outcome.COMMIT);
     }

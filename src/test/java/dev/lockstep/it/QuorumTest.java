@@ -92,6 +92,57 @@ class QuorumTest extends OnTwoNodesAndWitness {
         }
     }
 
+    /**
+     * A commit whose mirror link breaks during apply is left prepared on the principal (40003).
+     * Its own coordinator knows no commit works on it any longer: once the mirror is written off
+     * at the witness, it is committed with the principal at the next resolver pass rather than
+     * after the in-doubt grace, so its rows are not held locked for the whole grace.
+     */
+    @Test
+    void aCommitThisCoordinatorGaveUpOnIsSettledWithoutWaitingForTheGrace() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("gaveup");
+        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).inDoubtGrace(Duration.ofMinutes(10)).build();
+        try (LockstepDataSource ds = start(config)) {
+            try (Connection m = pair.mirror(); Statement ms = m.createStatement()) {
+                ms.execute("SET lockstep.internal = on");
+                ms.execute("CREATE FUNCTION slowly_true() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN true; END $$");
+                ms.execute("ALTER TABLE t ADD CONSTRAINT checked_slowly CHECK (slowly_true())");
+            }
+            Future<SQLException> attempt = Executors.newSingleThreadExecutor().submit(() -> {
+                try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                    st.executeUpdate("INSERT INTO t VALUES (1)");
+                    return null;
+                } catch (SQLException e) {
+                    return e;
+                }
+            });
+            try (Connection m = pair.mirror()) {
+                await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(m,
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+            }
+            nodes.b().proxy().partition();
+            try {
+                SQLException failure = attempt.get(30, TimeUnit.SECONDS);
+                assertThat((Throwable) failure).isNotNull();
+                assertThat(failure.getSQLState()).isEqualTo("40003");
+                await().atMost(Duration.ofSeconds(30)).until(() -> state(pair) == MirroringState.DISCONNECTED);
+                await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> {
+                    try (Connection p = pair.principal()) {
+                        assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
+                    }
+                });
+                // Committed with the principal, as an exposed commit; its row is free again.
+                assertThat(TwoNodes.acknowledged(ds, "UPDATE t SET id = 2 WHERE id = 1")).isTrue();
+            } finally {
+                nodes.b().proxy().heal();
+            }
+        }
+        try (Connection p = pair.principal()) {
+            assertThat(value(p, "SELECT id FROM t")).isEqualTo(2);
+        }
+    }
+
     @Test
     void coordinatorCutOffFromALivePrincipal_noFailoverWhileAnotherCoordinatorReachesIt() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("cutoff");
