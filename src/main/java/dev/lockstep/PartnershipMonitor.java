@@ -245,6 +245,13 @@ final class PartnershipMonitor implements AutoCloseable {
                     RoleChanges.Result lost = RoleChanges.mirrorLost(basis);
                     if (witness.transition(basis, lost.next(), null, "mirror " + t.mirror.name() + " lost", config.coordinatorId())) {
                         replace(basis, lost.next());
+                        // On at once rather than a heartbeat later: commits meanwhile would still
+                        // be sent to a mirror known to be lost.
+                        if (principalState != null && principalState.state() == MirroringState.SYNCHRONIZED) {
+                            recordBehindOnPrincipal(t, principalState);
+                        }
+                        follow(lost.next(), CommitProtocol.Path.EXPOSED, t.epoch);
+                        return;
                     }
                     follow(basis, CommitProtocol.Path.LOCKSTEP, t.epoch);
                     return;

@@ -93,6 +93,31 @@ class QuorumTest extends OnTwoNodesAndWitness {
     }
 
     /**
+     * Once the witness records the mirror lost, the coordinator that recorded it commits exposed
+     * at once, not a heartbeat later (commits meanwhile would still be sent to the lost mirror).
+     * A long heartbeat makes the difference visible.
+     */
+    @Test
+    void theCoordinatorThatRecordsTheMirrorLostCommitsExposedWithoutWaitingAHeartbeat() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("exposedatonce");
+        try (LockstepDataSource ds = start(pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(9))
+                .heartbeatInterval(Duration.ofSeconds(3)).build())) {
+            assertThat(write(ds, 1)).isTrue();
+            nodes.b().proxy().partition();
+            try {
+                await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(20))
+                        .until(() -> state(pair) == MirroringState.DISCONNECTED);
+                await().atMost(Duration.ofMillis(1500)).pollInterval(Duration.ofMillis(100)).until(() -> write(ds, 2));
+            } finally {
+                nodes.b().proxy().heal();
+            }
+        }
+        try (Connection p = pair.principal()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(2L);
+        }
+    }
+
+    /**
      * A commit whose mirror link breaks during apply is left prepared on the principal (40003).
      * Its own coordinator knows no commit works on it any longer: once the mirror is written off
      * at the witness, it is committed with the principal at the next resolver pass rather than
