@@ -30,6 +30,14 @@ final class CatchUp {
     static final int CUT_OVER_ATTEMPTS = 20;
     /** The most records replayed while writers are held; more left means another step. */
     static final int CUT_OVER_STEP = 250;
+    /**
+     * How long writers are held for one step, give or take one chunk: once it is up, the step
+     * ends after the chunk under way (always at least one), so that large or slow records do not
+     * hold writers for as long as 250 of them take.
+     */
+    static final java.time.Duration STEP_TIME = java.time.Duration.ofMillis(100);
+    /** Records replayed between two looks at the step's time. */
+    static final int STEP_CHUNK = 25;
     private static final String LOCK_NOT_AVAILABLE = "55P03";
 
 
@@ -111,6 +119,7 @@ final class CatchUp {
         final long started;
         int replayed;
         int passes;
+        long longestStepNanos;
 
         Progress(long started) {
             this.started = started;
@@ -181,11 +190,12 @@ final class CatchUp {
     }
 
     /**
-     * Holds new writers, replays the rest and records SYNCHRONIZED. When more than
-     * {@link #CUT_OVER_STEP} records are left (writers outran the passes), it replays that many,
-     * lets the held writers go and returns null: the caller steps again. So writers are never held
-     * for longer than one step, and they are slowed to about one transaction each per step until
-     * the mirror has caught up. Not tried while the principal holds transactions in doubt (the
+     * Holds new writers, replays the rest and records SYNCHRONIZED. When the rest is more than
+     * one step can replay ({@link #CUT_OVER_STEP} records or {@link #STEP_TIME}, whichever comes
+     * first; writers outran the passes, or records are slow to apply), it replays what the step
+     * allows, lets the held writers go and returns null: the caller steps again. So writers are
+     * never held for longer than one step, and they are slowed to about one transaction each per
+     * step until the mirror has caught up. Not tried while the principal holds transactions in doubt (the
      * lock would wait for them, holding every writer meanwhile); the lock wait is short, and a
      * busy principal means another pass and another try.
      *
@@ -206,23 +216,23 @@ final class CatchUp {
         }
         long start = System.nanoTime();
         replay.beginCutOver(CUT_OVER_LOCK_WAIT);
+        long held = System.nanoTime();
         List<JournalReplay.Key> rest;
+        int done;
         try {
             rest = replay.missingSinceStart();
             progress.passes++;
-            if (rest.size() > CUT_OVER_STEP) {
-                progress.replayed += replayed(replay.replay(rest.subList(0, CUT_OVER_STEP)));
-            }
+            done = replayWithinStep(replay, rest, progress);
         } catch (SQLException | RuntimeException e) {
             abandonQuietly(replay, e);
             throw e;
         }
-        if (rest.size() > CUT_OVER_STEP) {
+        if (done < rest.size()) {
             replay.abandonCutOver(); // lets the held writers go until the next step
+            progress.longestStepNanos = Math.max(progress.longestStepNanos, System.nanoTime() - held);
             return null;
         }
         try {
-            progress.replayed += replayed(replay.replay(rest));
             if (!replay.markSynchronized(t.epoch, expectedChange)) {
                 throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: node " + t.principal.name()
                         + " is no longer principal at epoch " + t.epoch + ", or its mirroring state changed during the"
@@ -239,12 +249,34 @@ final class CatchUp {
             beforeRelease.accept(caughtUp.next());
             replay.finishCutOver();
             long end = System.nanoTime();
+            progress.longestStepNanos = Math.max(progress.longestStepNanos, end - held);
             return new CatchUpResult(progress.replayed, progress.passes, (end - start) / 1e6, (end - progress.started) / 1e6,
-                    caughtUp.next(), seeded);
+                    caughtUp.next(), seeded, progress.longestStepNanos / 1e6);
         } catch (SQLException | RuntimeException e) {
             abandonQuietly(replay, e);
             throw e;
         }
+    }
+
+    /**
+     * Replays the held step's records in chunks until all are done, {@link #CUT_OVER_STEP} are
+     * done, or {@link #STEP_TIME} is up.
+     *
+     * @return how many of {@code rest}, from the first, were replayed
+     */
+    private int replayWithinStep(JournalReplay replay, List<JournalReplay.Key> rest, Progress progress) throws SQLException {
+        int limit = Math.min(rest.size(), CUT_OVER_STEP);
+        long deadline = System.nanoTime() + STEP_TIME.toNanos();
+        int done = 0;
+        while (done < limit) {
+            int end = Math.min(limit, done + STEP_CHUNK);
+            progress.replayed += replayed(replay.replay(rest.subList(done, end)));
+            done = end;
+            if (System.nanoTime() - deadline >= 0) {
+                break;
+            }
+        }
+        return done;
     }
 
     private static void abandonQuietly(JournalReplay replay, Exception cause) {

@@ -96,8 +96,8 @@ class CatchUpTest extends OnTwoNodesAndWitness {
      * Writers that commit faster than the mirror replays (an ALWAYS trigger on the mirror sleeps
      * 2 ms for each row it applies, so replay manages at most ~500 records a second) do not keep
      * the mirror from catching up: once a pass gains no ground, the cut-over holds writers in
-     * steps of bounded length until the mirror has caught up. No commit fails meanwhile, and
-     * commits go on during the catch-up. Before the steps, passes fell ever further behind and the
+     * steps of bounded length (by time as well as records) until the mirror has caught up. No
+     * commit fails meanwhile, and commits go on during the catch-up. Before the steps, passes fell ever further behind and the
      * final cut-over held every writer for the whole backlog.
      */
     @Test
@@ -131,7 +131,12 @@ class CatchUpTest extends OnTwoNodesAndWitness {
                 assertThat(writers.failures()).as("%s", writers.failureMessages()).isEqualTo(failuresAtReturn);
                 CatchUpResult result = ds.partnership().lastCatchUp().orElseThrow();
                 System.out.printf("catch-up against faster writers: %d records replayed in %d passes and steps,"
-                        + " %d transactions committed during it%n", result.replayed(), result.passes(), writers.count() - atReturn);
+                        + " %d transactions committed during it, longest step %.1f ms%n", result.replayed(), result.passes(),
+                        writers.count() - atReturn, result.longestStepMillis());
+                // A step holds writers for about 100 ms and one chunk of 25 records (50 ms of sleep
+                // here), not for as long as its 250 records take (500 ms of sleep alone).
+                assertThat(result.passes()).isGreaterThan(1);
+                assertThat(result.longestStepMillis()).isGreaterThan(0).isLessThan(350);
                 try (Connection p = pair.principal(); Connection m = pair.mirror()) {
                     assertThat(Writers.ids(m)).containsAll(writers.acknowledged());
                     assertThat(rows(m, "SELECT id FROM t ORDER BY id")).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
