@@ -244,7 +244,13 @@ public final class CommitProtocol implements TransactionCommitter {
             return mirrorPool.getConnection();
         } catch (SQLException e) {
             linkLoss.mirrorLinkLost();
-            rollbackPreparedOnPrincipal(principal, gid, e);
+            if (!rollbackPreparedOnPrincipal(principal, gid, e)) {
+                // Still prepared: should the mirror be written off, resolution commits it there.
+                throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " found no connection to"
+                        + " mirror node " + settings.mirrorNode() + " and its rollback on principal node " + settings.principalNode()
+                        + " failed too; it stays prepared there and in-doubt resolution commits or rolls it back: "
+                        + e.getMessage(), e);
+            }
             throw SqlStates.error(SqlStates.CONNECTION_FAILED, "lockstep: transaction " + gid + " was rolled back: no connection"
                     + " to mirror node " + settings.mirrorNode() + ": " + e.getMessage(), e);
         }
@@ -284,7 +290,7 @@ public final class CommitProtocol implements TransactionCommitter {
                 record = JournalRecord.read(rs, gid);
             }
         } catch (SQLException e) {
-            throw principalRefused(principal, gid, e);
+            throw principalRefused(principal, gid, e, true);
         }
         if (record == null) {
             // Nothing mirrored changed: the empty prepared transaction commits on the principal alone.
@@ -314,21 +320,37 @@ public final class CommitProtocol implements TransactionCommitter {
                 principal.commit();
                 return null;
             }
-            try (Statement st = principal.createStatement()) {
-                st.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
-                st.execute("PREPARE TRANSACTION " + Nodes.quoted(gid));
-            }
         } catch (SQLException e) {
-            throw principalRefused(principal, gid, e);
+            throw principalRefused(principal, gid, e, false);
+        }
+        try (Statement st = principal.createStatement()) {
+            st.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+            st.execute("PREPARE TRANSACTION " + Nodes.quoted(gid));
+        } catch (SQLException e) {
+            throw principalRefused(principal, gid, e, true);
         }
         return record;
     }
 
     private SQLException principalRefused(Connection principal, String gid, SQLException cause) {
-        if (SqlStates.isConnectionLoss(cause)) {
+        return principalRefused(principal, gid, cause, false);
+    }
+
+    /**
+     * @param prepareSent whether PREPARE TRANSACTION had been sent: a link lost after that leaves
+     *                    the outcome unknown (it may be prepared, and resolution may commit it)
+     */
+    private SQLException principalRefused(Connection principal, String gid, SQLException cause, boolean prepareSent) {
+        boolean linkLost = SqlStates.isConnectionLoss(cause);
+        if (linkLost) {
             linkLoss.principalLinkLost();
         }
         rollbackQuietly(principal, cause);
+        if (linkLost && prepareSent) {
+            return SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid + " may be prepared on principal"
+                    + " node " + settings.principalNode() + " at epoch " + epoch.getAsLong() + " (the link broke while preparing);"
+                    + " in-doubt resolution commits or rolls it back: " + cause.getMessage(), cause);
+        }
         return SqlStates.error(cause.getSQLState(), "lockstep: transaction " + gid + " was rolled back on principal node "
                 + settings.principalNode() + " at epoch " + epoch.getAsLong() + ": " + cause.getMessage(), cause);
     }
