@@ -50,7 +50,7 @@ final class Coordinator implements AutoCloseable {
     /** Hikari's shortest wait; a caller's wait for the principal is made of several. */
     private static final long PRINCIPAL_WAIT_MILLIS = 250;
     /** Connections per node kept for the coordinator's own work, apart from the application's. */
-    private static final int CONTROL_POOL_SIZE = 2;
+    private static final int CONTROL_POOL_SIZE = 3;
 
     /** The roles and pools of one epoch. */
     final class Topology implements AutoCloseable {
@@ -59,9 +59,9 @@ final class Coordinator implements AutoCloseable {
         final NodeConfig mirror;
         final HikariDataSource principalPool;
         /**
-         * The coordinator's own principal connections (monitor, in-doubt resolution, measuring):
-         * an application that holds every pooled connection must not leave the partnership
-         * unable to record a lost mirror or settle a transaction in doubt.
+         * The coordinator's own principal connections (monitor, in-doubt resolution, measuring;
+         * one each): an application that holds every pooled connection must not leave the
+         * partnership unable to record a lost mirror or settle a transaction in doubt.
          */
         final HikariDataSource principalControlPool;
         final HikariDataSource mirrorPool;
@@ -77,7 +77,7 @@ final class Coordinator implements AutoCloseable {
             // Short waits for a principal connection: getConnection() retries them, following a failover.
             this.principalPool = pool(principal, "", config.poolSize(), PRINCIPAL_WAIT_MILLIS, principalProperties(epoch));
             this.principalControlPool = pool(principal, "-control", CONTROL_POOL_SIZE, PRINCIPAL_WAIT_MILLIS,
-                    principalProperties(epoch));
+                    controlProperties(epoch));
             this.mirrorPool = pool(mirror, "", config.poolSize() + CONTROL_POOL_SIZE, Math.max(250, config.connectTimeout().toMillis()),
                     mirrorProperties());
             this.protocol = new CommitProtocol(new CommitProtocol.Settings(config.partnership(), incarnation,
@@ -439,6 +439,13 @@ final class Coordinator implements AutoCloseable {
         return p;
     }
 
+    /** The coordinator's own principal connections: every call it makes on them has a deadline. */
+    private Properties controlProperties(long epoch) {
+        Properties p = principalProperties(epoch);
+        p.setProperty("socketTimeout", Long.toString(config.remoteCallTimeout().toSeconds() + 5));
+        return p;
+    }
+
     private Properties mirrorProperties() {
         Properties p = new Properties();
         p.setProperty("socketTimeout", Long.toString(config.remoteCallTimeout().toSeconds() + 5));
@@ -780,7 +787,6 @@ final class Coordinator implements AutoCloseable {
     Topology topology() { return topology.get(); }
     long epoch() { return topology.get().epoch; }
     HikariDataSource principalPool() { return topology.get().principalPool; }
-    HikariDataSource principalControlPool() { return topology.get().principalControlPool; }
     HikariDataSource mirrorPool() { return topology.get().mirrorPool; }
     InDoubtResolver resolver() { return topology.get().resolver; }
     String incarnation() { return incarnation; }

@@ -86,9 +86,10 @@ public final class LockstepConfig {
     /** This coordinator's id (1-56 characters), part of every global transaction id it prepares. */
     public String coordinatorId() { return coordinatorId; }
     /**
-     * Connections per node for application transactions. The coordinator keeps two more to each
-     * node for its own work (monitor, in-doubt resolution, measuring), so that an application
-     * holding every pooled connection does not keep it from recording a lost partner.
+     * Connections per node for application transactions. The coordinator keeps three more to the
+     * principal for its own work (monitor, in-doubt resolution, measuring), so that an application
+     * holding every pooled connection does not keep it from recording a lost mirror; the mirror's
+     * pool has three more than this, shared by commits and that work.
      */
     public int poolSize() { return poolSize; }
     /** Deadline of every call Lockstep makes to a node. */

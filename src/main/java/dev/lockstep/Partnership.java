@@ -173,7 +173,7 @@ public final class Partnership {
      */
     public List<DivergentTransaction> divergenceReport() throws SQLException {
         List<DivergentTransaction> out = new ArrayList<>();
-        try (Connection c = coordinator.principalControlPool().getConnection();
+        try (Connection c = coordinator.principalPool().getConnection();
              PreparedStatement ps = c.prepareStatement("SELECT node_name, epoch, seq, gid, origin, committed_at, changes::text,"
                      + " principal_name, principal_epoch, detected_at FROM lockstep.divergence_report ORDER BY node_name, epoch, seq")) {
             ps.setQueryTimeout((int) Math.max(1, coordinator.config().remoteCallTimeout().toSeconds()));
@@ -201,7 +201,7 @@ public final class Partnership {
      * @throws SQLException when the principal cannot be read
      */
     public boolean mirrorNeedsSeeding() throws SQLException {
-        try (Connection c = coordinator.principalControlPool().getConnection();
+        try (Connection c = coordinator.principalPool().getConnection();
              PreparedStatement ps = c.prepareStatement("SELECT lockstep.mirror_needs_seeding()")) {
             ps.setQueryTimeout((int) Math.max(1, coordinator.config().remoteCallTimeout().toSeconds()));
             try (ResultSet rs = ps.executeQuery()) {
@@ -245,7 +245,7 @@ public final class Partnership {
     /** The mirrored tables, as the principal lists them. */
     public List<String> attachedTables() throws SQLException {
         List<String> tables = new ArrayList<>();
-        for (Map<String, Object> row : query(coordinator.principalControlPool(), "SELECT table_name FROM lockstep.attached ORDER BY 1")) {
+        for (Map<String, Object> row : query(coordinator.principalPool(), "SELECT table_name FROM lockstep.attached ORDER BY 1")) {
             tables.add((String) row.get("table_name"));
         }
         return tables;

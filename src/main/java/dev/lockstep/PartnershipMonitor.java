@@ -246,11 +246,12 @@ final class PartnershipMonitor implements AutoCloseable {
                     if (witness.transition(basis, lost.next(), null, "mirror " + t.mirror.name() + " lost", config.coordinatorId())) {
                         replace(basis, lost.next());
                         // On at once rather than a heartbeat later: commits meanwhile would still
-                        // be sent to a mirror known to be lost.
-                        if (principalState != null && principalState.state() == MirroringState.SYNCHRONIZED) {
-                            recordBehindOnPrincipal(t, principalState);
+                        // be sent to a mirror known to be lost. Only once the principal records
+                        // it too, as it refuses commits alone until then.
+                        if (principalState != null && (principalState.state() != MirroringState.SYNCHRONIZED
+                                || recordBehindOnPrincipal(t, principalState))) {
+                            follow(lost.next(), CommitProtocol.Path.EXPOSED, t.epoch);
                         }
-                        follow(lost.next(), CommitProtocol.Path.EXPOSED, t.epoch);
                         return;
                     }
                     follow(basis, CommitProtocol.Path.LOCKSTEP, t.epoch);
@@ -375,20 +376,23 @@ final class PartnershipMonitor implements AutoCloseable {
      * witness is read again after the principal: a cut-over records SYNCHRONIZED at the witness
      * before the principal, so a fresh witness reading that says otherwise is not stale, and the
      * principal's record changes only if nothing changed it since it was read.
+     *
+     * @return whether the principal now records its mirror behind, as this call wrote it
      */
-    private void recordBehindOnPrincipal(Coordinator.Topology t, PrincipalState.Seen seen) {
+    private boolean recordBehindOnPrincipal(Coordinator.Topology t, PrincipalState.Seen seen) {
         try {
             PartnershipRecord now = witness.read(config.partnership()).record();
             if (now.epoch() != t.epoch || now.state() == MirroringState.SYNCHRONIZED
                     || now.state() == MirroringState.PENDING_FAILOVER) {
-                return;
+                return false;
             }
             try (Connection c = principalConnection(t)) {
-                PrincipalState.recordIf(c, t.epoch, now.state(), seen, config.remoteCallTimeout());
+                return PrincipalState.recordIf(c, t.epoch, now.state(), seen, config.remoteCallTimeout());
             }
         } catch (SQLException e) {
             LOG.warn("lockstep: partnership {}: recording the mirror behind on principal {} failed: {}", config.partnership(),
                     t.principal.name(), e.getMessage());
+            return false;
         }
     }
 
