@@ -38,6 +38,14 @@ final class CatchUp {
     static final java.time.Duration STEP_TIME = java.time.Duration.ofMillis(100);
     /** Records replayed between two looks at the step's time. */
     static final int STEP_CHUNK = 25;
+    /**
+     * The longest a step may grow to. Steps double their time, records and chunk when
+     * {@link #STEPS_TO_GAIN} steps in a row left no less behind (more writers than a step replays
+     * records: each writer gets about one transaction in between steps), so that catch-up still
+     * finishes.
+     */
+    static final java.time.Duration MAX_STEP_TIME = java.time.Duration.ofMillis(1600);
+    static final int STEPS_TO_GAIN = 3;
     private static final String LOCK_NOT_AVAILABLE = "55P03";
 
 
@@ -120,6 +128,23 @@ final class CatchUp {
         int replayed;
         int passes;
         long longestStepNanos;
+        /** How many times the step's time, records and chunk are their base values. */
+        int stepScale = 1;
+        /** What was left at the start of the last steps at this scale, oldest first. */
+        final java.util.ArrayDeque<Integer> stepRests = new java.util.ArrayDeque<>();
+
+        /** Grows the steps once three steps in a row gained nothing over all. */
+        void stepLeft(int rest) {
+            stepRests.addLast(rest);
+            if (stepRests.size() <= STEPS_TO_GAIN) {
+                return;
+            }
+            int before = stepRests.removeFirst();
+            if (rest >= before && STEP_TIME.multipliedBy(stepScale * 2L).compareTo(MAX_STEP_TIME) <= 0) {
+                stepScale *= 2;
+                stepRests.clear();
+            }
+        }
 
         Progress(long started) {
             this.started = started;
@@ -222,6 +247,7 @@ final class CatchUp {
         try {
             rest = replay.missingSinceStart();
             progress.passes++;
+            progress.stepLeft(rest.size());
             done = replayWithinStep(replay, rest, progress);
         } catch (SQLException | RuntimeException e) {
             abandonQuietly(replay, e);
@@ -260,16 +286,16 @@ final class CatchUp {
 
     /**
      * Replays the held step's records in chunks until all are done, {@link #CUT_OVER_STEP} are
-     * done, or {@link #STEP_TIME} is up.
+     * done, or {@link #STEP_TIME} is up (each times the step's scale).
      *
      * @return how many of {@code rest}, from the first, were replayed
      */
     private int replayWithinStep(JournalReplay replay, List<JournalReplay.Key> rest, Progress progress) throws SQLException {
-        int limit = Math.min(rest.size(), CUT_OVER_STEP);
-        long deadline = System.nanoTime() + STEP_TIME.toNanos();
+        int limit = Math.min(rest.size(), CUT_OVER_STEP * progress.stepScale);
+        long deadline = System.nanoTime() + STEP_TIME.toNanos() * progress.stepScale;
         int done = 0;
         while (done < limit) {
-            int end = Math.min(limit, done + STEP_CHUNK);
+            int end = Math.min(limit, done + STEP_CHUNK * progress.stepScale);
             progress.replayed += replayed(replay.replay(rest.subList(done, end)));
             done = end;
             if (System.nanoTime() - deadline >= 0) {
