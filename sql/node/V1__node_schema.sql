@@ -388,8 +388,9 @@ END $$;
 CREATE FUNCTION lockstep.require_read_committed(what text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'lockstep: % on node % is refused in a % transaction: it could reach the mirror ahead of commits its snapshot does not see; run it under READ COMMITTED',
+    -- READ UNCOMMITTED runs as READ COMMITTED in PostgreSQL.
+    IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
+        RAISE EXCEPTION 'lockstep: % on node % is refused in a % transaction: it could reach the mirror ahead of commits its snapshot does not see; run it under READ COMMITTED (SET TRANSACTION ISOLATION LEVEL READ COMMITTED)',
             what, (SELECT node_name FROM lockstep.node_state), upper(current_setting('transaction_isolation'))
             USING ERRCODE = '0A000';
     END IF;

@@ -100,8 +100,10 @@ class QuorumTest extends OnTwoNodesAndWitness {
     @Test
     void theCoordinatorThatRecordsTheMirrorLostCommitsExposedWithoutWaitingAHeartbeat() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("exposedatonce");
+        // A short connect timeout: a write caught between the witness's record and the switch
+        // (a few milliseconds) fails fast at the mirror instead of waiting out the default 5 s.
         try (LockstepDataSource ds = start(pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(9))
-                .heartbeatInterval(Duration.ofSeconds(3)).build())) {
+                .heartbeatInterval(Duration.ofSeconds(3)).connectTimeout(Duration.ofMillis(300)).build())) {
             assertThat(write(ds, 1)).isTrue();
             nodes.b().proxy().partition();
             try {
@@ -134,7 +136,8 @@ class QuorumTest extends OnTwoNodesAndWitness {
                 ms.execute("CREATE FUNCTION slowly_true() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN true; END $$");
                 ms.execute("ALTER TABLE t ADD CONSTRAINT checked_slowly CHECK (slowly_true())");
             }
-            Future<SQLException> attempt = Executors.newSingleThreadExecutor().submit(() -> {
+            ExecutorService client = Executors.newSingleThreadExecutor();
+            Future<SQLException> attempt = client.submit(() -> {
                 try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
                     st.executeUpdate("INSERT INTO t VALUES (1)");
                     return null;
@@ -161,6 +164,7 @@ class QuorumTest extends OnTwoNodesAndWitness {
                 assertThat(TwoNodes.acknowledged(ds, "UPDATE t SET id = 2 WHERE id = 1")).isTrue();
             } finally {
                 nodes.b().proxy().heal();
+                client.shutdownNow();
             }
         }
         try (Connection p = pair.principal()) {
