@@ -95,7 +95,7 @@ class QuorumTest extends OnTwoNodesAndWitness {
     /**
      * Once the witness records the mirror lost, the coordinator that recorded it commits exposed
      * at once, not a heartbeat later (commits meanwhile would still be sent to the lost mirror).
-     * A long heartbeat makes the difference visible.
+     * A long heartbeat (and a long call deadline, see below) makes the difference visible.
      */
     @Test
     void theCoordinatorThatRecordsTheMirrorLostCommitsExposedWithoutWaitingAHeartbeat() throws Exception {
@@ -103,7 +103,10 @@ class QuorumTest extends OnTwoNodesAndWitness {
         // A short connect timeout: a write caught between the witness's record and the switch
         // (a few milliseconds) fails fast at the mirror instead of waiting out the default 5 s.
         try (LockstepDataSource ds = start(pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(9))
-                .heartbeatInterval(Duration.ofSeconds(3)).connectTimeout(Duration.ofMillis(300)).build())) {
+                .heartbeatInterval(Duration.ofSeconds(3)).connectTimeout(Duration.ofMillis(300))
+                // A commit that fails at the mirror has the monitor look again a quarter of this
+                // later: long enough not to stand in for the switch under test.
+                .remoteCallTimeout(Duration.ofSeconds(10)).inDoubtGrace(Duration.ofSeconds(60)).build())) {
             assertThat(write(ds, 1)).isTrue();
             nodes.b().proxy().partition();
             try {
