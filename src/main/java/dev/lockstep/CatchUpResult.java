@@ -13,8 +13,8 @@ import dev.lockstep.core.PartnershipRecord;
  * @param seeded        whether the mirror was seeded with a snapshot copy of the principal first
  *                      (a new or diverged mirror, or one whose journal limit was exceeded)
  * @param longestStepMillis the longest any held step of the cut-over (the last included) held
- *                      new writers once it had them held: the step's replay, bounded by about
- *                      100 ms and one chunk of 25 records
+ *                      new writers once it had them held: about 100 ms and one chunk of 25
+ *                      records, doubled for each time steps had to grow (at most 1.6 s)
  */
 public record CatchUpResult(int replayed, int passes, double cutOverMillis, double replayMillis, PartnershipRecord record,
                             boolean seeded, double longestStepMillis) {

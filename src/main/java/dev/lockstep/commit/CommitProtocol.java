@@ -207,7 +207,7 @@ public final class CommitProtocol implements TransactionCommitter {
         try {
             record = collect(principal, gid, now == Path.REFUSED ? null : Boolean.TRUE);
         } catch (SQLException e) {
-            throw principalRefused(principal, gid, e);
+            throw principalRefused(principal, gid, e, false);
         }
         if (record != null && (now == Path.REFUSED || path.get() != Path.EXPOSED)) {
             // Refused, or the lease ran out while collecting: committing alone now could overlap a
@@ -330,10 +330,6 @@ public final class CommitProtocol implements TransactionCommitter {
             throw principalRefused(principal, gid, e, true);
         }
         return record;
-    }
-
-    private SQLException principalRefused(Connection principal, String gid, SQLException cause) {
-        return principalRefused(principal, gid, cause, false);
     }
 
     /**

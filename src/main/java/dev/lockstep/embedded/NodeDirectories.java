@@ -3,8 +3,11 @@ package dev.lockstep.embedded;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
+import java.nio.file.FileVisitResult;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
@@ -74,29 +77,29 @@ final class NodeDirectories {
     /** Deletes a directory tree; files that vanish meanwhile (another sweeper) are fine. */
     static void deleteTree(Path dir) {
         try {
-            Files.walkFileTree(dir, new java.nio.file.SimpleFileVisitor<>() {
+            Files.walkFileTree(dir, new SimpleFileVisitor<>() {
                 @Override
-                public java.nio.file.FileVisitResult visitFile(Path file, java.nio.file.attribute.BasicFileAttributes attrs)
+                public FileVisitResult visitFile(Path file, BasicFileAttributes attrs)
                         throws IOException {
                     Files.deleteIfExists(file);
-                    return java.nio.file.FileVisitResult.CONTINUE;
+                    return FileVisitResult.CONTINUE;
                 }
 
                 @Override
-                public java.nio.file.FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
+                public FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
                     if (e instanceof NoSuchFileException) {
-                        return java.nio.file.FileVisitResult.CONTINUE;
+                        return FileVisitResult.CONTINUE;
                     }
                     throw e;
                 }
 
                 @Override
-                public java.nio.file.FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
+                public FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
                     if (e != null && !(e instanceof NoSuchFileException)) {
                         throw e;
                     }
                     Files.deleteIfExists(d);
-                    return java.nio.file.FileVisitResult.CONTINUE;
+                    return FileVisitResult.CONTINUE;
                 }
             });
         } catch (NoSuchFileException e) {

@@ -267,10 +267,7 @@ class BadInputTest extends OnTwoNodes {
                     return e;
                 }
             });
-            try (Connection m = pair.mirror()) {
-                await().atMost(java.time.Duration.ofSeconds(10)).until(() -> (Long) value(m,
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
-            }
+            TwoNodes.awaitApplyUnderWay(pair);
             nodes.a().proxy().partition();
             SQLException failure;
             try {

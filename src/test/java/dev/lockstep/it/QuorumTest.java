@@ -148,10 +148,7 @@ class QuorumTest extends OnTwoNodesAndWitness {
                     return e;
                 }
             });
-            try (Connection m = pair.mirror()) {
-                await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(m,
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
-            }
+            TwoNodes.awaitApplyUnderWay(pair);
             nodes.b().proxy().partition();
             try {
                 SQLException failure = attempt.get(30, TimeUnit.SECONDS);

@@ -132,6 +132,17 @@ public final class TwoNodes implements AutoCloseable {
         }
     }
 
+    /**
+     * Waits (at most 10 s) until a backend on the pair's mirror sleeps in {@code pg_sleep}: an
+     * apply slowed by a sleeping constraint or trigger is under way there.
+     */
+    public static void awaitApplyUnderWay(Pair pair) throws SQLException {
+        try (Connection m = pair.mirror()) {
+            org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(m,
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+        }
+    }
+
     /** Lockstep's prepared transactions in the connection's database. */
     public static List<List<Object>> lockstepPrepared(Connection c) throws SQLException {
         return rows(c, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'lockstep:%'");
