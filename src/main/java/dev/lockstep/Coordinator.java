@@ -727,9 +727,14 @@ final class Coordinator implements AutoCloseable {
             // reading another change has overtaken is refused.
             boolean expected = witness != null || seen.state() == current.state();
             if (!expected || !PrincipalState.recordIf(c, t.epoch, next.state(), seen, config.remoteCallTimeout())) {
-                throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + config.partnership()
-                        + ": principal " + t.principal.name() + " changed its mirroring state meanwhile (now "
-                        + seen.state() + "); retry", null);
+                // With a witness, the monitor follows the witness's new record onto the principal
+                // too, and may have recorded the same change between the reading and the write.
+                MirroringState now = PrincipalState.readSeen(c, config.remoteCallTimeout()).state();
+                if (!expected || now != next.state()) {
+                    throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: partnership " + config.partnership()
+                            + ": principal " + t.principal.name() + " changed its mirroring state meanwhile (now "
+                            + now + "); retry", null);
+                }
             }
         }
         LOG.warn("lockstep: partnership {}: {}: now {}", config.partnership(), why, next.state());
