@@ -5,8 +5,13 @@ import dev.lockstep.commit.InDoubtResolver;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
+import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 
 import static dev.lockstep.it.TwoNodes.lockstepPrepared;
 import static dev.lockstep.it.TwoNodes.rows;
@@ -74,6 +79,60 @@ class InDoubtResolutionTest extends OnTwoNodes {
                     .isInstanceOf(java.sql.SQLException.class).hasMessageContaining("journal_gid_key");
             m.createStatement().execute("ROLLBACK");
             m.createStatement().execute("ROLLBACK PREPARED 'lockstep-lookalike:indoubt:1:x:1'");
+        }
+    }
+
+    /**
+     * The link to the principal breaks after {@code PREPARE TRANSACTION} was sent with the drain:
+     * the principal may hold the transaction prepared, so the application must hear "outcome
+     * unknown" (a retry of "rolled back" work could apply it twice), and resolution settles it.
+     */
+    @Test
+    void aLinkLostWhilePreparingIsOutcomeUnknownAndResolutionSettlesIt() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("preparing");
+        // The call deadline outlasts the slowed drain: only the broken link may end the commit.
+        try (LockstepDataSource ds = LockstepDataSource.start(pair.config().remoteCallTimeout(Duration.ofSeconds(6))
+                .inDoubtGrace(Duration.ofMinutes(10)).build())) {
+            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            }
+            try (Connection p = pair.principal(); Statement ps = p.createStatement()) {
+                // Deferred, so it runs inside lockstep.collect, in the round trip that also prepares.
+                ps.execute("SET lockstep.internal = on");
+                ps.execute("CREATE FUNCTION slowly() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$");
+                ps.execute("CREATE CONSTRAINT TRIGGER collected_slowly AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED"
+                        + " FOR EACH ROW EXECUTE FUNCTION slowly()");
+            }
+            ExecutorService client = Executors.newSingleThreadExecutor();
+            try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                Future<SQLException> attempt = client.submit(() -> {
+                    try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                        st.executeUpdate("INSERT INTO t VALUES (1)");
+                        return null;
+                    } catch (SQLException e) {
+                        return e;
+                    }
+                });
+                await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(p, "SELECT count(*) FROM pg_stat_activity"
+                        + " WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+                nodes.a().proxy().partition();
+                SQLException failure = attempt.get(30, TimeUnit.SECONDS);
+                assertThat((Throwable) failure).isNotNull();
+                assertThat(failure.getSQLState()).isEqualTo("40003");
+                assertThat(failure.getMessage()).contains("may be prepared on principal node node-a");
+                // The server finished the round trip after the link broke: "rolled back" would have been untrue.
+                await().atMost(Duration.ofSeconds(10)).until(() -> !lockstepPrepared(p).isEmpty());
+                nodes.a().proxy().heal();
+
+                await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                    assertThat(lockstepPrepared(p)).isEmpty();
+                    assertThat(lockstepPrepared(m)).isEmpty();
+                });
+                assertThat(rows(p, "SELECT id FROM t")).isEqualTo(rows(m, "SELECT id FROM t"));
+            } finally {
+                nodes.a().proxy().heal();
+                client.shutdownNow();
+            }
         }
     }
 }
