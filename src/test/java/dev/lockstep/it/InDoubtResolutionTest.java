@@ -135,4 +135,66 @@ class InDoubtResolutionTest extends OnTwoNodes {
             }
         }
     }
+
+    /**
+     * A transaction that did not look like a writer takes its mirror connection only after the
+     * principal prepared. When none can be had and the principal's rollback fails too, the
+     * transaction stays prepared there: the application must hear "outcome unknown", not "rolled back".
+     */
+    @Test
+    void noMirrorConnectionAfterPrepareAndAFailedRollbackIsOutcomeUnknown() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("afterprepare");
+        try (LockstepDataSource ds = LockstepDataSource.start(pair.config().remoteCallTimeout(Duration.ofSeconds(6))
+                .inDoubtGrace(Duration.ofMinutes(10)).build())) {
+            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+                // Its call reads like a query, so the commit drains before it takes a mirror connection.
+                st.execute("CREATE FUNCTION add_row(v int) RETURNS int LANGUAGE sql AS 'INSERT INTO t VALUES (v) RETURNING id'");
+            }
+            try (Connection p = pair.principal(); Statement ps = p.createStatement()) {
+                ps.execute("SET lockstep.internal = on");
+                ps.execute("CREATE FUNCTION slowly() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$");
+                ps.execute("CREATE CONSTRAINT TRIGGER collected_slowly AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED"
+                        + " FOR EACH ROW EXECUTE FUNCTION slowly()");
+            }
+            ExecutorService client = Executors.newSingleThreadExecutor();
+            try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                Future<SQLException> attempt = client.submit(() -> {
+                    try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                        st.executeQuery("SELECT add_row(1)").close();
+                        return null;
+                    } catch (SQLException e) {
+                        return e;
+                    }
+                });
+                await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(p, "SELECT count(*) FROM pg_stat_activity"
+                        + " WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+                // Silent, so that the mirror is not yet written off when the drain returns (a refused
+                // mirror would be, at once, and the drain would then refuse the lockstep commit).
+                nodes.b().proxy().blackhole();
+                // Prepared; the mirror connection is still being sought (for up to connectTimeout).
+                await().atMost(Duration.ofSeconds(10)).pollInterval(Duration.ofMillis(20)).until(() -> !lockstepPrepared(p).isEmpty());
+                nodes.a().proxy().partition();
+                SQLException failure = attempt.get(30, TimeUnit.SECONDS);
+                nodes.a().proxy().heal();
+                nodes.b().proxy().partition();
+                nodes.b().proxy().heal();
+                assertThat((Throwable) failure).isNotNull();
+                assertThat(failure.getSQLState()).isEqualTo("40003");
+                assertThat(failure.getMessage()).contains("found no connection to mirror node node-b and its rollback on principal node node-a failed too");
+                assertThat(lockstepPrepared(p)).hasSize(1);
+
+                await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                    assertThat(lockstepPrepared(p)).isEmpty();
+                    assertThat(lockstepPrepared(m)).isEmpty();
+                    assertThat(rows(p, "SELECT id FROM t")).isEqualTo(rows(m, "SELECT id FROM t"));
+                });
+            } finally {
+                nodes.a().proxy().heal();
+                nodes.b().proxy().partition();
+                nodes.b().proxy().heal();
+                client.shutdownNow();
+            }
+        }
+    }
 }
