@@ -897,7 +897,8 @@ BEGIN
             (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
     END IF;
     IF e->>'k' = 'T' THEN
-        EXECUTE format('TRUNCATE %s CASCADE', a.table_name);
+        -- apply_record runs a TRUNCATE entry with those that follow it (lockstep.truncate_run).
+        RAISE EXCEPTION 'lockstep: TRUNCATE entry of % outside a run', a.table_name USING ERRCODE = 'XX000';
     ELSE
         EXECUTE format('SELECT %s($1, $2, $3, 1)', a.applier) USING (e->>'k')::"char", e->'n', e->'o';
     END IF;
@@ -975,6 +976,38 @@ BEGIN
     RETURN n;
 END $$;
 
+-- Empties, in one TRUNCATE, the tables of the run of TRUNCATE entries that starts at entries[first];
+-- returns the index after the run. Without CASCADE: a table the mirror alone holds (not mirrored)
+-- that references one of them must not be emptied behind its owner's back, so the transaction is
+-- refused instead and stays unapplied on both nodes.
+CREATE FUNCTION lockstep.truncate_run(entries jsonb, first int) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    n int := jsonb_array_length(entries);
+    last int := first;
+    tables text[];
+    a lockstep.attached;
+    detail text;
+BEGIN
+    WHILE last < n AND entries->last->>'k' = 'T' LOOP
+        SELECT * INTO a FROM lockstep.attached WHERE table_name = entries->last->>'t';
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'lockstep: table % is not attached on mirror node %', entries->last->>'t',
+                (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
+        END IF;
+        tables := tables || a.table_name;
+        last := last + 1;
+    END LOOP;
+    BEGIN
+        EXECUTE 'TRUNCATE ' || array_to_string(tables, ', ');
+    EXCEPTION WHEN feature_not_supported THEN
+        GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+        RAISE EXCEPTION 'lockstep: mirror node % refused TRUNCATE of %: a table that is not mirrored references it there (%); truncate or detach that table on the mirror first, or attach it',
+            (SELECT node_name FROM lockstep.node_state), array_to_string(tables, ', '), detail USING ERRCODE = '0A000';
+    END;
+    RETURN last;
+END $$;
+
 -- Returns true so that callers can call it in an assignment rather than a PERFORM (see dispatch).
 CREATE FUNCTION lockstep.apply_record(p_epoch bigint, p_seq bigint, p_gid text, p_origin text, p_committed_at timestamptz,
                                       p_changes text) RETURNS boolean
@@ -983,6 +1016,8 @@ DECLARE
     c jsonb := p_changes::jsonb;
     entries jsonb := c->'e';
     e jsonb;
+    n int := coalesce(jsonb_array_length(entries), 0);
+    i int := 0;
     applied boolean;
 BEGIN
     IF current_setting('session_replication_role') <> 'replica' THEN
@@ -990,9 +1025,14 @@ BEGIN
             (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
     END IF;
     -- Indexed rather than FOR ... IN SELECT: no cursor per record.
-    FOR i IN 0 .. coalesce(jsonb_array_length(entries), 0) - 1 LOOP
+    WHILE i < n LOOP
         e := entries->i;
-        IF e ? 'r' THEN
+        i := i + 1;
+        IF e->>'k' = 'T' THEN
+            -- The tables one TRUNCATE emptied on the principal (CASCADE included) give consecutive
+            -- entries: emptied together here too, so that references among them hold.
+            i := lockstep.truncate_run(entries, i - 1);
+        ELSIF e ? 'r' THEN
             -- A row-level UPDATE entry: each row's new and old image in turn.
             applied := lockstep.dispatch(e->>'t', 'U', e->'r', e->'r', 2);
         ELSIF e->>'k' IN ('I', 'U', 'D') THEN

@@ -546,7 +546,13 @@ final class Coordinator implements AutoCloseable {
     void catchUpSoon(PartnershipRecord current) {
         onMirrorThread("catch-up of", t -> {
             telemetry.catchUpStarted();
-            CatchUpResult r = new CatchUp(this, witness, this::caughtUp).run(t, current);
+            CatchUpResult r;
+            try {
+                r = new CatchUp(this, witness, this::caughtUp).run(t, current);
+            } catch (SQLException e) {
+                telemetry.catchUpFailed(t.mirror.name(), e);
+                throw e;
+            }
             if (r != null) {
                 lastCatchUp = r;
                 telemetry.catchUpFinished(r);

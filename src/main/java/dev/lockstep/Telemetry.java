@@ -156,6 +156,12 @@ final class Telemetry implements CommitTimings, AutoCloseable {
         freshCatchUp = true;
     }
 
+    /** This coordinator's catch-up or seeding failed; it is retried later. */
+    void catchUpFailed(String mirror, java.sql.SQLException failure) {
+        catchUpEstimate = null;
+        emit(new LockstepEvent.CatchUpFailed(partnership, clock.instant(), mirror, failure.getSQLState(), failure.getMessage()));
+    }
+
     /** This coordinator's catch-up finished. */
     void catchUpFinished(CatchUpResult result) {
         catchUpEstimate = null;

@@ -171,7 +171,7 @@ public final class SnapshotCopy {
             execute(m, fk);
         }
         if (!tables.isEmpty()) {
-            execute(m, "TRUNCATE " + String.join(", ", tables.stream().map(Table::name).toList()) + " CASCADE");
+            emptyMirroredTables(m, tables);
         }
         long rows = 0;
         for (Table t : tables) {
@@ -186,6 +186,23 @@ public final class SnapshotCopy {
         copySequences(p, m, tables);
         long journal = copyJournal(p, m);
         return new Result(tables.size(), rows, journal);
+    }
+
+    /**
+     * Without CASCADE: a table only the mirror holds that references a mirrored one is the mirror
+     * owner's data, which seeding must not empty; seeding is refused until it is dealt with.
+     */
+    private static void emptyMirroredTables(Connection m, List<Table> tables) throws SQLException {
+        try (Statement st = m.createStatement()) {
+            st.execute("TRUNCATE " + String.join(", ", tables.stream().map(Table::name).toList()));
+        } catch (SQLException e) {
+            if (!SqlStates.NOT_SUPPORTED.equals(e.getSQLState())) {
+                throw e;
+            }
+            throw SqlStates.error(e.getSQLState(), "a table that is not mirrored references a mirrored table there, and seeding"
+                    + " empties the mirrored tables; truncate or drop that table on the mirror, or attach it on the principal: "
+                    + e.getMessage(), e);
+        }
     }
 
     private static List<Table> attached(Connection p) throws SQLException {

@@ -74,6 +74,21 @@ public sealed interface LockstepEvent {
     }
 
     /**
+     * A catch-up or seeding of the mirror by this coordinator failed; it is retried a few
+     * heartbeats later. Raised on each failed attempt, so that a mirror kept from catching up by
+     * something that needs an operator (a table that blocks seeding, a full disk) is noticed.
+     *
+     * @param partnership partnership
+     * @param at          when
+     * @param mirror      the mirror node
+     * @param sqlState    the failure's SQLSTATE, or null
+     * @param message     the failure, naming the node and what was refused
+     */
+    record CatchUpFailed(String partnership, Instant at, String mirror, String sqlState, String message)
+            implements LockstepEvent {
+    }
+
+    /**
      * In-doubt resolution settled prepared transactions a failure had left behind.
      *
      * @param partnership partnership

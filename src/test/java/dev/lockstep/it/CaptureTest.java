@@ -8,12 +8,14 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 import java.sql.Connection;
+import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.List;
 
 import static dev.lockstep.it.TwoNodes.rows;
 import static dev.lockstep.it.TwoNodes.value;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** Every kind of row change is captured and applied, in both capture modes. */
 class CaptureTest extends OnTwoNodes {
@@ -174,6 +176,34 @@ class CaptureTest extends OnTwoNodes {
                 String sql = "SELECT t::text FROM " + table + " t ORDER BY 1";
                 assertThat(rows(m, sql)).as(table).isEqualTo(rows(p, sql));
             }
+        }
+    }
+
+    /**
+     * A table only the mirror holds references a mirrored table: the mirror cannot empty the
+     * mirrored table without emptying that one too (CASCADE would, silently), so the TRUNCATE is
+     * refused and nothing changes on either node.
+     */
+    @Test
+    void aTruncateThatWouldEmptyATableOnlyTheMirrorHoldsIsRefusedAndNothingChanges() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("truncref");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement();
+             Connection p = pair.principal(); Connection m = pair.mirror()) {
+            st.execute("CREATE TABLE parent (id int PRIMARY KEY)");
+            st.execute("INSERT INTO parent SELECT generate_series(1, 3)");
+            try (Statement ms = m.createStatement()) {
+                ms.execute("SET lockstep.internal = on");
+                ms.execute("CREATE TABLE mirror_notes (id int PRIMARY KEY, parent_id int REFERENCES parent (id))");
+                ms.execute("INSERT INTO mirror_notes VALUES (1, 1)");
+            }
+            assertThatThrownBy(() -> st.execute("TRUNCATE parent"))
+                    .isInstanceOfSatisfying(SQLException.class, e -> assertThat(e.getSQLState()).isEqualTo("0A000"))
+                    .hasMessageContaining("mirror node node-b refused TRUNCATE of public.parent")
+                    .hasMessageContaining("mirror_notes");
+            assertThat(value(p, "SELECT count(*) FROM parent")).isEqualTo(3L);
+            assertThat(value(m, "SELECT count(*) FROM parent")).isEqualTo(3L);
+            assertThat(value(m, "SELECT count(*) FROM mirror_notes")).isEqualTo(1L);
+            assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
         }
     }
 }

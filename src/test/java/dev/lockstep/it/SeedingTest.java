@@ -6,6 +6,7 @@ import dev.lockstep.LockstepDataSource;
 import dev.lockstep.NodeConfig;
 import dev.lockstep.VerifyReport;
 import dev.lockstep.core.MirroringState;
+import dev.lockstep.events.LockstepEvent;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.witness.WitnessStore;
 import org.junit.jupiter.api.Test;
@@ -15,6 +16,7 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ThreadLocalRandom;
@@ -124,5 +126,50 @@ class SeedingTest extends OnTwoNodesAndWitness {
         }
         assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
                 .contains("mirror node-b is a new, blank node: seeding it");
+    }
+
+    /**
+     * Re-seeding empties the mirrored tables on the mirror; a table only the mirror holds that
+     * references one of them would be emptied too (CASCADE). Seeding is refused instead, each
+     * attempt raises {@code CatchUpFailed} naming the table, nothing changes on the mirror, and
+     * once the operator drops that table the next attempt seeds the mirror.
+     */
+    @Test
+    void seedingRefusesToEmptyATableOnlyTheMirrorHoldsAndSeedsOnceItIsGone() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("seedref");
+        List<LockstepEvent.CatchUpFailed> failures = new CopyOnWriteArrayList<>();
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair)); Connection m = pair.mirror();
+             Statement ms = m.createStatement()) {
+            ds.partnership().addListener(e -> {
+                if (e instanceof LockstepEvent.CatchUpFailed f) {
+                    failures.add(f);
+                }
+            });
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE parent (id int PRIMARY KEY)")).isTrue();
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO parent SELECT generate_series(1, 3)")).isTrue();
+            ms.execute("SET lockstep.internal = on");
+            ms.execute("CREATE TABLE mirror_notes (id int PRIMARY KEY, parent_id int REFERENCES parent (id))");
+            ms.execute("INSERT INTO mirror_notes VALUES (1, 1)");
+
+            ds.partnership().reseedMirror();
+            await().atMost(Duration.ofSeconds(30)).until(() -> !failures.isEmpty());
+            LockstepEvent.CatchUpFailed failure = failures.get(0);
+            assertThat(failure.mirror()).isEqualTo("node-b");
+            assertThat(failure.sqlState()).isEqualTo("0A000");
+            assertThat(failure.message()).contains("seeding mirror node node-b failed, nothing changed on it")
+                    .contains("mirror_notes");
+            assertThat(record(pair).state()).isNotEqualTo(MirroringState.SYNCHRONIZED);
+            assertThat(TwoNodes.value(m, "SELECT count(*) FROM mirror_notes")).isEqualTo(1L);
+            assertThat(TwoNodes.value(m, "SELECT count(*) FROM parent")).isEqualTo(3L);
+            // The principal keeps committing, exposed, meanwhile.
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO parent VALUES (4)")).isTrue();
+
+            ms.execute("DROP TABLE mirror_notes");
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
+            assertThat(TwoNodes.value(m, "SELECT count(*) FROM parent")).isEqualTo(4L);
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
     }
 }
