@@ -133,10 +133,11 @@ class CatchUpTest extends OnTwoNodesAndWitness {
                 System.out.printf("catch-up against faster writers: %d records replayed in %d passes and steps,"
                         + " %d transactions committed during it, longest step %.1f ms%n", result.replayed(), result.passes(),
                         writers.count() - atReturn, result.longestStepMillis());
-                // A step holds writers for about 100 ms and one chunk of 25 records (50 ms of sleep
-                // here; steps that gain nothing may double that), never for as long as 250 records
-                // take (500 ms of sleep alone).
-                assertThat(result.longestStepMillis()).isGreaterThan(0).isLessThan(500);
+                // A step holds writers for its time (100 ms, doubling up to 1.6 s while steps gain
+                // nothing) and at most one more chunk (25 records per 100 ms of step time: up to
+                // 400 records, 800 ms of sleep here). The figure printed above is usually under
+                // 200 ms; under a loaded machine steps grow, so only the designed bound is asserted.
+                assertThat(result.longestStepMillis()).isGreaterThan(0).isLessThan(1600 + 800 + 500);
                 try (Connection p = pair.principal(); Connection m = pair.mirror()) {
                     assertThat(Writers.ids(m)).containsAll(writers.acknowledged());
                     assertThat(rows(m, "SELECT id FROM t ORDER BY id")).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
