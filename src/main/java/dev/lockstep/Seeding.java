@@ -56,7 +56,11 @@ final class Seeding {
         boolean marked = SeedMark.marked(principal);
         boolean mirrorBlank = SeedMark.blank(mirror);
         boolean droppedEarlier = SeedMark.droppedJournalBefore(mirror, t.epoch);
-        CatchUpPlan.Kind kind = CatchUpPlan.decide(marked, mirrorBlank, SeedMark.blank(principal), divergent.size(), droppedEarlier);
+        JournalReplay.Key held = SeedMark.heldPosition(mirror);
+        JournalReplay.Key trimmed = SeedMark.trimmedPosition(principal);
+        boolean belowTrim = !mirrorBlank && CatchUpPlan.belowTrim(held.epoch(), held.seq(), trimmed.epoch(), trimmed.seq());
+        CatchUpPlan.Kind kind = CatchUpPlan.decide(marked, mirrorBlank, SeedMark.blank(principal), divergent.size(), droppedEarlier,
+                belowTrim);
         if (kind == CatchUpPlan.Kind.CATCH_UP) {
             return null;
         }
@@ -65,9 +69,15 @@ final class Seeding {
                     + " principal; transactions it committed alone then cannot be listed in the divergence report; re-seeding it",
                     config.partnership(), t.mirror.name());
         }
+        if (belowTrim) {
+            LOG.warn("lockstep: partnership {}: mirror {} holds journal records up to {}, below the position {} under which"
+                    + " principal {} deleted its records (restored from an older backup?); what it lacks cannot be replayed,"
+                    + " re-seeding it", config.partnership(), t.mirror.name(), held, trimmed, t.principal.name());
+        }
         if (!marked && divergent.isEmpty()) {
             mark(config, witness, principal, t, "mirror " + t.mirror.name() + (droppedEarlier
-                    ? " dropped its journal of an earlier epoch: re-seeding it" : " is blank: seeding it"));
+                    ? " dropped its journal of an earlier epoch: re-seeding it"
+                    : belowTrim ? " stands below the principal's journal trim position: re-seeding it" : " is blank: seeding it"));
         }
         long started = System.nanoTime();
         SnapshotCopy.Result copy = SnapshotCopy.copy(principal, mirror, t.mirror.name(), t.epoch, config.seedingTimeout());

@@ -80,6 +80,30 @@ public final class SeedMark {
         }
     }
 
+    /**
+     * The position a node's journal reaches: the greater of its newest record and the position
+     * below which it trimmed its journal; (0, 0) when it has neither.
+     */
+    public static JournalReplay.Key heldPosition(Connection node) throws SQLException {
+        return key(node, "SELECT epoch, seq FROM (SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0"
+                + " UNION ALL SELECT journal_trimmed_epoch, journal_trimmed_seq FROM lockstep.node_state) p"
+                + " ORDER BY epoch DESC, seq DESC LIMIT 1");
+    }
+
+    /** The position below which the node deleted its journal records; (0, 0) when it never did. */
+    public static JournalReplay.Key trimmedPosition(Connection node) throws SQLException {
+        return key(node, "SELECT journal_trimmed_epoch, journal_trimmed_seq FROM lockstep.node_state");
+    }
+
+    private static JournalReplay.Key key(Connection c, String sql) throws SQLException {
+        try (Statement st = c.createStatement()) {
+            st.setQueryTimeout(30);
+            try (ResultSet rs = st.executeQuery(sql)) {
+                return rs.next() ? new JournalReplay.Key(rs.getLong(1), rs.getLong(2)) : new JournalReplay.Key(0, 0);
+            }
+        }
+    }
+
     private static boolean bool(Connection c, String sql) throws SQLException {
         try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery(sql)) {
             rs.next();

@@ -172,4 +172,47 @@ class SeedingTest extends OnTwoNodesAndWitness {
             assertThat(ds.partnership().verify().identical()).isTrue();
         }
     }
+
+    /**
+     * The mirror comes back restored from a backup older than the position below which the
+     * principal deleted its journal records: the records between are gone, so replaying the rest
+     * would leave rows out silently. It is re-seeded instead and ends identical.
+     */
+    @Test
+    void aMirrorRestoredFromABackupOlderThanThePrincipalsTrimPositionIsSeeded() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("restored");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair)); Connection p = pair.principal();
+             Connection m = pair.mirror(); Statement ms = m.createStatement(); Statement ps = p.createStatement()) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            for (int id = 1; id <= 10; id++) {
+                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+            }
+            // One record per insert, newest first: the record of row 10, then those of 9, 8, ... 5.
+            List<List<Object>> newest = rows(p, "SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0"
+                    + " ORDER BY epoch DESC, seq DESC LIMIT 6");
+            nodes.b().proxy().partition();
+            try {
+                await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> record(pair).state() == MirroringState.DISCONNECTED);
+                for (int id = 11; id <= 20; id++) {
+                    assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+                }
+                // Retention deleted the records below row 10's, which both nodes held then.
+                ps.execute("SELECT lockstep.trim_journal(" + newest.get(0).get(0) + ", " + newest.get(0).get(1) + ")");
+                // The mirror is restored from a backup taken after row 5.
+                ms.execute("SET session_replication_role = replica");
+                ms.execute("DELETE FROM t WHERE id > 5");
+                ms.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) > (" + newest.get(5).get(0) + ", "
+                        + newest.get(5).get(1) + ")");
+            } finally {
+                nodes.b().proxy().heal();
+            }
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
+            assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(20).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .contains("mirror node-b stands below the principal's journal trim position: re-seeding it");
+    }
 }
