@@ -617,6 +617,20 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(string_agg(to_json(q)::text, ',' ORDER BY q), '') FROM unnest(seqs) q
 $$;
 
+-- Capture triggers do not fire under session_replication_role = replica, which the mirror's apply
+-- needs and which bulk loaders and restore tools also set to skip triggers: a write to a mirrored
+-- table in that mode would reach one node alone. This trigger fires in every mode (ENABLE ALWAYS)
+-- and refuses it, unless the session is one of the coordinator's own (lockstep.applier, set at
+-- connection start on its mirror connections) or Lockstep's internal work. Its WHEN condition is
+-- evaluated without calling the function, so the usual case costs no PL/pgSQL call.
+CREATE FUNCTION lockstep.refuse_replica_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'lockstep: % of mirrored table %.% on node % is refused under session_replication_role = replica: capture does not run in that mode, so the change would reach this node alone; run it with SET session_replication_role = DEFAULT',
+        TG_OP, quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME), (SELECT node_name FROM lockstep.node_state)
+        USING ERRCODE = '55000';
+END $$;
+
 -- (Re)creates a table's capture triggers. Their argument lists the table's sequences as JSON
 -- strings, so that a transaction reports the positions of the sequences of the tables it wrote
 -- without a catalog query at commit; describe() therefore re-installs them when those change.
@@ -645,6 +659,12 @@ BEGIN
     END IF;
     EXECUTE format('CREATE TRIGGER lockstep_capture_t AFTER TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_truncate()', rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS lockstep_replica_guard ON %s', rel);
+    EXECUTE format('CREATE TRIGGER lockstep_replica_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT WHEN (current_setting(%L) = %L AND coalesce(current_setting(%L, true), %L) <> %L'
+                   ' AND coalesce(current_setting(%L, true), %L) <> %L) EXECUTE FUNCTION lockstep.refuse_replica_write()',
+                   rel, 'session_replication_role', 'replica', 'lockstep.applier', '', 'on', 'lockstep.internal', '', 'on');
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER lockstep_replica_guard', rel);
     PERFORM set_config('lockstep.internal', coalesce(was_internal, ''), true);
 END $$;
 
@@ -751,10 +771,12 @@ BEGIN
             PERFORM set_config('lockstep.unkeyed', array_append(lockstep.unkeyed(), lockstep.qualified(c.objid::regclass))::text, true);
         END IF;
     END LOOP;
-    -- Disabling a capture trigger would let writes reach the principal alone.
+    -- Disabling a capture trigger, or the guard that stands in for them in replica mode, would
+    -- let writes reach the principal alone.
     SELECT string_agg(DISTINCT a.table_name, ', ') INTO disabled
       FROM lockstep.attached a JOIN pg_trigger t ON t.tgrelid = a.table_name::regclass
-     WHERE t.tgname LIKE 'lockstep\_capture%' AND t.tgenabled <> 'O';
+     WHERE (t.tgname LIKE 'lockstep\_capture%' AND t.tgenabled <> 'O')
+        OR (t.tgname = 'lockstep_replica_guard' AND t.tgenabled <> 'A');
     IF disabled IS NOT NULL THEN
         RAISE EXCEPTION 'lockstep: the capture triggers of mirrored table % must stay enabled; disabling them would let writes reach the principal alone',
             disabled USING ERRCODE = '55000';

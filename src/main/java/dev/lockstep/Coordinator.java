@@ -401,7 +401,7 @@ final class Coordinator implements AutoCloseable {
         Properties extra = new Properties();
         extra.setProperty("options", "-c statement_timeout=" + statementTimeout.toMillis() + " -c lock_timeout=" + lockTimeout.toMillis()
                 + " -c extra_float_digits=3 -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c bytea_output=hex"
-                + (toMirror ? " -c session_replication_role=replica" : ""));
+                + (toMirror ? " -c session_replication_role=replica -c lockstep.applier=on" : ""));
         extra.setProperty("socketTimeout", Long.toString((statementTimeout.toMillis() + 999) / 1000 + 5));
         return connectDirect(config, node, extra);
     }
@@ -450,10 +450,10 @@ final class Coordinator implements AutoCloseable {
         Properties p = new Properties();
         p.setProperty("socketTimeout", Long.toString(config.remoteCallTimeout().toSeconds() + 5));
         // Set at connection start, without a round trip: user triggers and capture do not fire
-        // while applying; row images parse as capture wrote them; appliers look rows up by key;
+        // while applying, and the guard against writes in replica mode lets this session's pass; row images parse as capture wrote them; appliers look rows up by key;
         // the mirror's commit, which decides a mirrored transaction, is flushed before it returns
         // whatever the server's default.
-        p.setProperty("options", "-c session_replication_role=replica -c extra_float_digits=3 -c DateStyle=ISO,YMD"
+        p.setProperty("options", "-c session_replication_role=replica -c lockstep.applier=on -c extra_float_digits=3 -c DateStyle=ISO,YMD"
                 + " -c IntervalStyle=postgres -c bytea_output=hex -c enable_seqscan=off -c enable_hashjoin=off"
                 + " -c enable_mergejoin=off -c synchronous_commit=on");
         return p;

@@ -185,6 +185,7 @@ class BadInputTest extends OnTwoNodes {
         try (LockstepDataSource ds = startWithTable(pair); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
             try (Connection m = pair.mirror(); Statement ms = m.createStatement()) {
                 ms.execute("SET session_replication_role = replica");
+                ms.execute("SET lockstep.applier = on");
                 ms.execute("DELETE FROM t WHERE id = 2");
             }
             assertThatThrownBy(() -> st.executeUpdate("UPDATE t SET v = v + 10"))

@@ -100,6 +100,7 @@ class CommandLineTest extends OnTwoNodesAndWitness {
             try (c; Statement st = c.createStatement()) {
                 // An existing table, made before Lockstep: around its DDL capture.
                 st.execute("SET session_replication_role = replica");
+                st.execute("SET lockstep.applier = on");
                 st.execute("CREATE TABLE acct (id int PRIMARY KEY, balance int)");
                 st.execute("INSERT INTO acct SELECT g, 100 FROM generate_series(1, 10) g");
             }
@@ -144,6 +145,7 @@ class CommandLineTest extends OnTwoNodesAndWitness {
 
         try (Connection m = pair.mirror(); Statement st = m.createStatement()) {
             st.execute("SET session_replication_role = replica");
+            st.execute("SET lockstep.applier = on");
             st.execute("UPDATE acct SET balance = 7 WHERE id = 3");
         }
         Run differs = lockstep("verify", "--config", config, "--json");
@@ -156,6 +158,7 @@ class CommandLineTest extends OnTwoNodesAndWitness {
         // A row lost on the mirror behind Lockstep's back; seed copies the principal's tables again.
         try (Connection m = pair.mirror(); Statement st = m.createStatement()) {
             st.execute("SET session_replication_role = replica");
+            st.execute("SET lockstep.applier = on");
             st.execute("DELETE FROM acct WHERE id = 5");
         }
         Run seed = lockstep("seed", "--config", config, "--wait-seconds", "120");

@@ -174,4 +174,41 @@ class FencingTest extends OnTwoNodes {
             }
         }
     }
+
+    /**
+     * Capture triggers do not fire under {@code session_replication_role = replica}, which bulk
+     * loaders set to skip triggers: such a write to a mirrored table, through the data source or
+     * straight to either node, is refused instead of reaching one node alone.
+     */
+    @Test
+    void writesInReplicaModeAreRefusedInsteadOfBypassingCapture() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("replicamode");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            st.execute("INSERT INTO t VALUES (1)");
+            st.execute("SET session_replication_role = replica");
+            for (String write : new String[] {"INSERT INTO t VALUES (2)", "UPDATE t SET id = 3", "DELETE FROM t", "TRUNCATE t"}) {
+                assertThatThrownBy(() -> st.execute(write)).as(write)
+                        .isInstanceOf(SQLException.class)
+                        .hasMessageContaining("of mirrored table public.t on node node-a is refused under session_replication_role = replica")
+                        .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("55000");
+            }
+            st.execute("SET session_replication_role = DEFAULT");
+            st.execute("INSERT INTO t VALUES (2)");
+            st.execute("ALTER TABLE t ADD COLUMN note text");
+            for (boolean principal : new boolean[] {true, false}) {
+                try (Connection direct = principal ? pair.principal() : pair.mirror(); Statement ds2 = direct.createStatement()) {
+                    ds2.execute("SET session_replication_role = replica");
+                    assertThatThrownBy(() -> ds2.executeUpdate("UPDATE t SET note = 'bypass'"))
+                            .isInstanceOf(SQLException.class).hasMessageContaining("refused under session_replication_role = replica")
+                            .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("55000");
+                }
+            }
+            try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                String rows = "SELECT id, note FROM t ORDER BY id";
+                assertThat(TwoNodes.rows(p, rows)).isEqualTo(TwoNodes.rows(m, rows)).hasSize(2);
+            }
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
 }

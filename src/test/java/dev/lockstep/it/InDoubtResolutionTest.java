@@ -27,6 +27,7 @@ class InDoubtResolutionTest extends OnTwoNodes {
         try (Statement st = node.createStatement()) {
             st.execute("BEGIN");
             st.execute("SET LOCAL session_replication_role = replica");
+            st.execute("SET LOCAL lockstep.applier = on");
             st.execute("INSERT INTO t VALUES (" + id + ")");
             if (withJournal) {
                 st.execute("INSERT INTO lockstep.journal VALUES (1, " + (1000 + id) + ", '" + gid + "', 'test', now(), '{}')");

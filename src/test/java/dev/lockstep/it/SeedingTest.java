@@ -200,6 +200,7 @@ class SeedingTest extends OnTwoNodesAndWitness {
                 ps.execute("SELECT lockstep.trim_journal(" + newest.get(0).get(0) + ", " + newest.get(0).get(1) + ")");
                 // The mirror is restored from a backup taken after row 5.
                 ms.execute("SET session_replication_role = replica");
+                ms.execute("SET lockstep.applier = on");
                 ms.execute("DELETE FROM t WHERE id > 5");
                 ms.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) > (" + newest.get(5).get(0) + ", "
                         + newest.get(5).get(1) + ")");

@@ -49,6 +49,7 @@ class VerifyRepairTest extends OnTwoNodes {
     private static void onMirrorBehindLockstep(TwoNodes.Pair pair, String... statements) throws SQLException {
         try (Connection m = pair.mirror(); Statement st = m.createStatement()) {
             st.execute("SET session_replication_role = replica");
+            st.execute("SET lockstep.applier = on");
             for (String sql : statements) {
                 st.execute(sql);
             }
