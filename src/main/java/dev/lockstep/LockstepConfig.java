@@ -127,7 +127,7 @@ public final class LockstepConfig {
     public Duration journalLimitAge() { return journalLimitAge; }
     /** How often the journal is trimmed (while SYNCHRONIZED) or checked against its limit (while the mirror is away). */
     public Duration journalCheckInterval() { return journalCheckInterval; }
-    /** Deadline of each step of seeding a mirror, the copy of one whole table included. */
+    /** Deadline of the whole copy that seeds a mirror; at it the copy is cancelled and nothing is committed. */
     public Duration seedingTimeout() { return seedingTimeout; }
     /** Told when the journal nears or passes its limit while the mirror is away. */
     public JournalRetentionListener journalRetentionListener() { return journalRetentionListener; }
@@ -320,7 +320,7 @@ public final class LockstepConfig {
         public Builder journalLimitAge(Duration v) { this.journalLimitAge = v; return this; }
         /** How often the journal is trimmed or checked against its limit (default 1 min). */
         public Builder journalCheckInterval(Duration v) { this.journalCheckInterval = v; return this; }
-        /** Deadline of each step of seeding a mirror (default 1 h). */
+        /** Deadline of the whole copy that seeds a mirror (default 1 h). */
         public Builder seedingTimeout(Duration v) { this.seedingTimeout = v; return this; }
         /** Told when the journal nears or passes its limit (default: none; Lockstep logs either way). */
         public Builder journalRetentionListener(JournalRetentionListener v) { this.journalRetentionListener = v; return this; }

@@ -57,8 +57,8 @@ public final class SnapshotCopy {
      * @param mirror    a connection to the mirror with {@code session_replication_role = replica};
      *                  its transaction is committed here, or rolled back on failure (nothing changes)
      * @param mirrorName the mirror's name, for messages
-     * @param deadline  the deadline of each statement and of the network reads, the copy of a
-     *                  whole table included
+     * @param deadline  the deadline of the whole copy: statements still running then are
+     *                  cancelled and nothing is committed
      * @return what was copied
      * @throws SQLException when either node fails; the mirror is left as it was
      */
@@ -74,6 +74,7 @@ public final class SnapshotCopy {
         mirror.setNetworkTimeout(Runnable::run, (int) Math.min(Integer.MAX_VALUE, deadline.toMillis() + 5000));
         principal.setAutoCommit(false);
         mirror.setAutoCommit(false);
+        CopyDeadline whole = new CopyDeadline(deadline, List.of(principal, mirror));
         try {
             try (Statement st = principal.createStatement()) {
                 st.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
@@ -93,18 +94,26 @@ public final class SnapshotCopy {
             }
             enrol(mirror, mirrorName, epoch);
             Result result = copyInSnapshot(principal, mirror, names);
+            if (whole.expired()) {
+                throw SqlStates.error(SqlStates.QUERY_CANCELED, "the deadline passed", null);
+            }
             mirror.commit();
             principal.commit();
             return result;
         } catch (SQLException | RuntimeException e) {
             rollbackQuietly(mirror, e);
             rollbackQuietly(principal, e);
+            if (whole.expired()) {
+                throw SqlStates.error(SqlStates.QUERY_CANCELED, "lockstep: seeding mirror node " + mirrorName + " did not finish"
+                        + " within seedingTimeout (" + whole.limit() + "), nothing changed on it: " + e.getMessage(), e);
+            }
             if (e instanceof SQLException sql) {
                 throw SqlStates.error(sql.getSQLState(), "lockstep: seeding mirror node " + mirrorName + " failed, nothing"
                         + " changed on it: " + sql.getMessage(), sql);
             }
             throw e;
         } finally {
+            whole.close();
             principal.setAutoCommit(true);
             mirror.setAutoCommit(true);
             principal.setNetworkTimeout(Runnable::run, principalTimeout);

@@ -23,6 +23,8 @@ public final class SqlStates {
     public static final String NOT_SUPPORTED = "0A000";
     /** No transaction is active (commit or rollback in autocommit mode). */
     public static final String NO_TRANSACTION = "25P01";
+    /** A statement was cancelled: here, by a deadline of Lockstep's own. */
+    public static final String QUERY_CANCELED = "57014";
 
     private SqlStates() {
     }

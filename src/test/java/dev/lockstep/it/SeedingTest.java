@@ -216,4 +216,54 @@ class SeedingTest extends OnTwoNodesAndWitness {
         assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
                 .contains("mirror node-b stands below the principal's journal trim position: re-seeding it");
     }
+
+    /**
+     * {@code seedingTimeout} bounds the whole copy, not each statement: on a new mirror where every
+     * table takes a while to create, each statement finishes well within the limit but the seed
+     * does not; it is cancelled, nothing is left on the mirror, {@code CatchUpFailed} reports 57014,
+     * and once the mirror is fast again the next attempt seeds it.
+     */
+    @Test
+    void seedingTimeoutBoundsTheWholeCopyNotEachStatement() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("seedtime");
+        LockstepConfig first = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).seedingTimeout(Duration.ofSeconds(1)).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(first); Connection c = ds.getConnection();
+             Statement st = c.createStatement()) {
+            for (int i = 1; i <= 4; i++) {
+                st.execute("CREATE TABLE t" + i + " (id int PRIMARY KEY)");
+                st.execute("INSERT INTO t" + i + " SELECT generate_series(1, 10)");
+            }
+        }
+        String fresh = nodes.b().createDatabase("seedtime_fresh");
+        try (Connection m = nodes.b().connectDirect(fresh); Statement ms = m.createStatement()) {
+            // 0.4 s for each table created in public: four take 1.6 s, each well under the limit.
+            ms.execute("CREATE FUNCTION slow_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    + " IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE'"
+                    + " AND schema_name = 'public') THEN PERFORM pg_sleep(0.4); END IF; END $$");
+            ms.execute("CREATE EVENT TRIGGER slow_ddl ON ddl_command_end EXECUTE FUNCTION slow_ddl()");
+            // The seed runs as replica, where ordinary event triggers do not fire.
+            ms.execute("ALTER EVENT TRIGGER slow_ddl ENABLE ALWAYS");
+        }
+        LockstepConfig second = first.toBuilder()
+                .mirror(NodeConfig.of("node-b", nodes.b().jdbcUrl(fresh), nodes.b().user(), nodes.b().password())).build();
+        List<LockstepEvent.CatchUpFailed> failures = new CopyOnWriteArrayList<>();
+        try (LockstepDataSource ds = LockstepDataSource.start(second.toBuilder().listener(e -> {
+            if (e instanceof LockstepEvent.CatchUpFailed f) {
+                failures.add(f);
+            }
+        }).build()); Connection m = nodes.b().connectDirect(fresh); Statement ms = m.createStatement()) {
+            await().atMost(Duration.ofSeconds(30)).until(() -> !failures.isEmpty());
+            assertThat(failures.get(0).sqlState()).isEqualTo("57014");
+            assertThat(failures.get(0).message()).contains("seeding mirror node node-b did not finish within seedingTimeout (PT1S),"
+                    + " nothing changed on it");
+            assertThat(TwoNodes.value(m, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).isEqualTo(0L);
+
+            ms.execute("DROP EVENT TRIGGER slow_ddl");
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
 }
