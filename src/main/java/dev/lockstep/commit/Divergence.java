@@ -8,9 +8,7 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Set;
 
 /**
  * Finds the transactions a returning node holds that the principal never held (possible only
@@ -21,6 +19,8 @@ import java.util.Set;
 public final class Divergence {
 
     private static final int BATCH = 500;
+    private static final int FETCH = 10_000;
+    private static final int QUERY_SECONDS = 300;
 
     private Divergence() {
     }
@@ -47,15 +47,33 @@ public final class Divergence {
         }
         String older = "SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0 AND epoch < ? AND (epoch, seq) >= (?, ?)"
                 + " ORDER BY epoch, seq";
-        List<JournalReplay.Key> held = keys(returning, older, epoch, trimmedEpoch, trimmedSeq);
-        if (held.isEmpty()) {
-            return held;
-        }
-        Set<JournalReplay.Key> onPrincipal = new HashSet<>(keys(principal, older, epoch, trimmedEpoch, trimmedSeq));
+        return inTransaction(returning, () -> inTransaction(principal,
+                () -> merge(principal, returning, older, epoch, trimmedEpoch, trimmedSeq)));
+    }
+
+    /**
+     * Walks both nodes' keys in order side by side, a batch at a time, so that memory does not
+     * grow with the journals: a returning node's key the principal lacks is divergent if its
+     * position says so.
+     */
+    private static List<JournalReplay.Key> merge(Connection principal, Connection returning, String sql, long epoch,
+                                                 long trimmedEpoch, long trimmedSeq) throws SQLException {
         List<JournalReplay.Key> divergent = new ArrayList<>();
-        for (JournalReplay.Key k : held) {
-            if (!onPrincipal.contains(k) && CatchUpPlan.divergent(k.epoch(), k.seq(), epoch, trimmedEpoch, trimmedSeq)) {
-                divergent.add(k);
+        try (PreparedStatement r = cursor(returning, sql, epoch, trimmedEpoch, trimmedSeq); ResultSet held = r.executeQuery()) {
+            if (!held.next()) {
+                return divergent;
+            }
+            try (PreparedStatement p = cursor(principal, sql, epoch, trimmedEpoch, trimmedSeq); ResultSet own = p.executeQuery()) {
+                JournalReplay.Key next = next(own);
+                do {
+                    JournalReplay.Key k = new JournalReplay.Key(held.getLong(1), held.getLong(2));
+                    while (next != null && before(next, k)) {
+                        next = next(own);
+                    }
+                    if (!k.equals(next) && CatchUpPlan.divergent(k.epoch(), k.seq(), epoch, trimmedEpoch, trimmedSeq)) {
+                        divergent.add(k);
+                    }
+                } while (held.next());
             }
         }
         return divergent;
@@ -112,20 +130,47 @@ public final class Divergence {
         return records;
     }
 
-    private static List<JournalReplay.Key> keys(Connection c, String sql, long epoch, long trimmedEpoch, long trimmedSeq)
+    private static PreparedStatement cursor(Connection c, String sql, long epoch, long trimmedEpoch, long trimmedSeq)
             throws SQLException {
-        List<JournalReplay.Key> keys = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement(sql)) {
-            ps.setFetchSize(10_000);
-            ps.setLong(1, epoch);
-            ps.setLong(2, trimmedEpoch);
-            ps.setLong(3, trimmedSeq);
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    keys.add(new JournalReplay.Key(rs.getLong(1), rs.getLong(2)));
-                }
+        PreparedStatement ps = c.prepareStatement(sql);
+        ps.setFetchSize(FETCH);
+        ps.setQueryTimeout(QUERY_SECONDS);
+        ps.setLong(1, epoch);
+        ps.setLong(2, trimmedEpoch);
+        ps.setLong(3, trimmedSeq);
+        return ps;
+    }
+
+    private static JournalReplay.Key next(ResultSet rs) throws SQLException {
+        return rs.next() ? new JournalReplay.Key(rs.getLong(1), rs.getLong(2)) : null;
+    }
+
+    private static boolean before(JournalReplay.Key a, JournalReplay.Key b) {
+        return a.epoch() < b.epoch() || (a.epoch() == b.epoch() && a.seq() < b.seq());
+    }
+
+    @FunctionalInterface
+    private interface Work<T> {
+        T run() throws SQLException;
+    }
+
+    /**
+     * The driver fetches a batch at a time only inside a transaction: on a connection in autocommit
+     * mode, one is opened for the work and ended here (it only reads).
+     */
+    private static <T> T inTransaction(Connection c, Work<T> work) throws SQLException {
+        if (!c.getAutoCommit()) {
+            return work.run();
+        }
+        c.setAutoCommit(false);
+        try {
+            return work.run();
+        } finally {
+            try {
+                c.rollback();
+            } finally {
+                c.setAutoCommit(true);
             }
         }
-        return keys;
     }
 }
