@@ -619,13 +619,16 @@ $$;
 
 -- Capture triggers do not fire under session_replication_role = replica, which the mirror's apply
 -- needs and which bulk loaders and restore tools also set to skip triggers: a write to a mirrored
--- table in that mode would reach one node alone. This trigger fires in every mode (ENABLE ALWAYS)
--- and refuses it, unless the session is one of the coordinator's own (lockstep.applier, set at
--- connection start on its mirror connections) or Lockstep's internal work. Its WHEN condition is
--- evaluated without calling the function, so the usual case costs no PL/pgSQL call.
+-- table in that mode would reach one node alone. This trigger fires in replica mode only (ENABLE
+-- REPLICA), so ordinary writes never evaluate it, and refuses the write unless the session is one
+-- of the coordinator's own (lockstep.applier, set at connection start on its mirror connections:
+-- its WHEN condition keeps apply from calling the function) or Lockstep's internal work.
 CREATE FUNCTION lockstep.refuse_replica_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('lockstep.internal', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     RAISE EXCEPTION 'lockstep: % of mirrored table %.% on node % is refused under session_replication_role = replica: capture does not run in that mode, so the change would reach this node alone; run it with SET session_replication_role = DEFAULT',
         TG_OP, quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME), (SELECT node_name FROM lockstep.node_state)
         USING ERRCODE = '55000';
@@ -661,10 +664,9 @@ BEGIN
                    ' FOR EACH STATEMENT EXECUTE FUNCTION lockstep.capture_truncate()', rel);
     EXECUTE format('DROP TRIGGER IF EXISTS lockstep_replica_guard ON %s', rel);
     EXECUTE format('CREATE TRIGGER lockstep_replica_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT WHEN (current_setting(%L) = %L AND coalesce(current_setting(%L, true), %L) <> %L'
-                   ' AND coalesce(current_setting(%L, true), %L) <> %L) EXECUTE FUNCTION lockstep.refuse_replica_write()',
-                   rel, 'session_replication_role', 'replica', 'lockstep.applier', '', 'on', 'lockstep.internal', '', 'on');
-    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER lockstep_replica_guard', rel);
+                   ' FOR EACH STATEMENT WHEN (current_setting(%L, true) IS DISTINCT FROM %L)'
+                   ' EXECUTE FUNCTION lockstep.refuse_replica_write()', rel, 'lockstep.applier', 'on');
+    EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER lockstep_replica_guard', rel);
     PERFORM set_config('lockstep.internal', coalesce(was_internal, ''), true);
 END $$;
 
@@ -740,6 +742,22 @@ LANGUAGE sql STABLE AS $$ SELECT coalesce(nullif(current_setting('lockstep.unkey
 
 -- DDL capture: the statement is recorded for replay, new tables with a primary key are attached.
 -- Commands on temporary objects and on Lockstep's own schema are not mirrored.
+-- Event triggers fire in every mode (ENABLE ALWAYS, below): under session_replication_role =
+-- replica ordinary ones do not, and DDL run there would reach one node alone. Returns true when
+-- the DDL is the coordinator's own apply on a mirror (nothing to capture); refuses it otherwise.
+CREATE FUNCTION lockstep.ddl_in_replica_mode() RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('session_replication_role') <> 'replica' THEN
+        RETURN false;
+    END IF;
+    IF current_setting('lockstep.applier', true) = 'on' THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'lockstep: DDL on node % is refused under session_replication_role = replica: it would not be captured, so it would reach this node alone; run it with SET session_replication_role = DEFAULT',
+        (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
+END $$;
+
 CREATE FUNCTION lockstep.on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -749,6 +767,9 @@ BEGIN
     IF current_setting('lockstep.internal', true) = 'on' OR NOT EXISTS (
             SELECT 1 FROM pg_event_trigger_ddl_commands()
              WHERE schema_name IS NULL OR (schema_name NOT LIKE 'pg\_temp%' AND schema_name <> 'lockstep')) THEN
+        RETURN;
+    END IF;
+    IF lockstep.ddl_in_replica_mode() THEN
         RETURN;
     END IF;
     PERFORM lockstep.capture_ddl();
@@ -776,7 +797,7 @@ BEGIN
     SELECT string_agg(DISTINCT a.table_name, ', ') INTO disabled
       FROM lockstep.attached a JOIN pg_trigger t ON t.tgrelid = a.table_name::regclass
      WHERE (t.tgname LIKE 'lockstep\_capture%' AND t.tgenabled <> 'O')
-        OR (t.tgname = 'lockstep_replica_guard' AND t.tgenabled <> 'A');
+        OR (t.tgname = 'lockstep_replica_guard' AND t.tgenabled <> 'R');
     IF disabled IS NOT NULL THEN
         RAISE EXCEPTION 'lockstep: the capture triggers of mirrored table % must stay enabled; disabling them would let writes reach the principal alone',
             disabled USING ERRCODE = '55000';
@@ -786,17 +807,35 @@ END $$;
 -- DROP commands are not listed at ddl_command_end; they are captured here.
 CREATE FUNCTION lockstep.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    removed text;
 BEGIN
     IF current_setting('lockstep.internal', true) = 'on' OR NOT EXISTS (
             SELECT 1 FROM pg_event_trigger_dropped_objects()
              WHERE NOT is_temporary AND (schema_name IS NULL OR schema_name <> 'lockstep')) THEN
         RETURN;
     END IF;
+    IF lockstep.ddl_in_replica_mode() THEN
+        RETURN;
+    END IF;
+    -- Dropping a capture trigger, or the replica-mode guard, would let writes reach one node
+    -- alone; they go only with their table.
+    SELECT string_agg(d.object_identity, ', ') INTO removed
+      FROM pg_event_trigger_dropped_objects() d
+     WHERE d.object_type = 'trigger' AND d.object_identity LIKE 'lockstep\_%'
+       AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() t
+                        WHERE t.object_type = 'table' AND d.object_identity LIKE '% on ' || t.object_identity);
+    IF removed IS NOT NULL THEN
+        RAISE EXCEPTION 'lockstep: trigger % of a mirrored table must stay; without it writes would reach one node alone',
+            removed USING ERRCODE = '55000';
+    END IF;
     PERFORM lockstep.capture_ddl();
 END $$;
 
 CREATE EVENT TRIGGER lockstep_ddl ON ddl_command_end EXECUTE FUNCTION lockstep.on_ddl();
 CREATE EVENT TRIGGER lockstep_drop ON sql_drop EXECUTE FUNCTION lockstep.on_drop();
+ALTER EVENT TRIGGER lockstep_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER lockstep_drop ENABLE ALWAYS;
 
 -- The highest value a sequence has handed out, or NULL if it has handed out none.
 CREATE FUNCTION lockstep.sequence_position(seq text) RETURNS bigint

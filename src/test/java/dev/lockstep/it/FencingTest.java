@@ -193,7 +193,15 @@ class FencingTest extends OnTwoNodes {
                         .hasMessageContaining("of mirrored table public.t on node node-a is refused under session_replication_role = replica")
                         .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("55000");
             }
+            // DDL in that mode would not be captured either; nor may the guard itself go.
+            assertThatThrownBy(() -> st.execute("ALTER TABLE t ADD COLUMN lost text"))
+                    .isInstanceOf(SQLException.class)
+                    .hasMessageContaining("DDL on node node-a is refused under session_replication_role = replica")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("55000");
             st.execute("SET session_replication_role = DEFAULT");
+            assertThatThrownBy(() -> st.execute("DROP TRIGGER lockstep_replica_guard ON t"))
+                    .isInstanceOf(SQLException.class).hasMessageContaining("lockstep_replica_guard on public.t")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("55000");
             st.execute("INSERT INTO t VALUES (2)");
             st.execute("ALTER TABLE t ADD COLUMN note text");
             for (boolean principal : new boolean[] {true, false}) {
