@@ -1322,6 +1322,10 @@ ALTER TABLE lockstep.node_state
     ADD COLUMN mirror_needs_seed_epoch bigint,
     ADD COLUMN journal_trimmed_epoch bigint NOT NULL DEFAULT 0,
     ADD COLUMN journal_trimmed_seq   bigint NOT NULL DEFAULT 0,
+    -- The newest record it deleted so: a mirror whose journal stops below this one lacks records
+    -- that are gone (the trim position itself is an exclusive bound, often one past it).
+    ADD COLUMN journal_trimmed_last_epoch bigint NOT NULL DEFAULT 0,
+    ADD COLUMN journal_trimmed_last_seq   bigint NOT NULL DEFAULT 0,
     -- The latest epoch whose journal this node dropped at its limit: transactions it committed
     -- alone then cannot be listed if it ever returns after a forced service.
     ADD COLUMN journal_dropped_epoch bigint NOT NULL DEFAULT 0;
@@ -1401,12 +1405,17 @@ CREATE FUNCTION lockstep.trim_journal(p_epoch bigint, p_seq bigint) RETURNS bigi
 LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
+    last_epoch bigint;
+    last_seq bigint;
 BEGIN
-    DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) < (p_epoch, p_seq);
-    GET DIAGNOSTICS n = ROW_COUNT;
+    WITH deleted AS (DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) < (p_epoch, p_seq) RETURNING epoch, seq)
+    SELECT count(*) OVER (), d.epoch, d.seq INTO n, last_epoch, last_seq
+      FROM deleted d ORDER BY d.epoch DESC, d.seq DESC LIMIT 1;
     UPDATE lockstep.node_state SET journal_trimmed_epoch = p_epoch, journal_trimmed_seq = p_seq
      WHERE (journal_trimmed_epoch, journal_trimmed_seq) < (p_epoch, p_seq);
-    RETURN n;
+    UPDATE lockstep.node_state SET journal_trimmed_last_epoch = last_epoch, journal_trimmed_last_seq = last_seq
+     WHERE last_epoch IS NOT NULL AND (journal_trimmed_last_epoch, journal_trimmed_last_seq) < (last_epoch, last_seq);
+    RETURN coalesce(n, 0);
 END $$;
 
 -- On a principal whose mirror must be seeded: its records of the current epoch are no use to

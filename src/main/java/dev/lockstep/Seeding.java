@@ -57,7 +57,7 @@ final class Seeding {
         boolean mirrorBlank = SeedMark.blank(mirror);
         boolean droppedEarlier = SeedMark.droppedJournalBefore(mirror, t.epoch);
         JournalReplay.Key held = SeedMark.heldPosition(mirror);
-        JournalReplay.Key trimmed = SeedMark.trimmedPosition(principal);
+        JournalReplay.Key trimmed = SeedMark.lastTrimmed(principal);
         boolean belowTrim = !mirrorBlank && CatchUpPlan.belowTrim(held.epoch(), held.seq(), trimmed.epoch(), trimmed.seq());
         CatchUpPlan.Kind kind = CatchUpPlan.decide(marked, mirrorBlank, SeedMark.blank(principal), divergent.size(), droppedEarlier,
                 belowTrim);
@@ -70,14 +70,14 @@ final class Seeding {
                     config.partnership(), t.mirror.name());
         }
         if (belowTrim) {
-            LOG.warn("lockstep: partnership {}: mirror {} holds journal records up to {}, below the position {} under which"
-                    + " principal {} deleted its records (restored from an older backup?); what it lacks cannot be replayed,"
+            LOG.warn("lockstep: partnership {}: mirror {} holds journal records up to {}, below {}, the newest record"
+                    + " principal {} deleted (restored from an older backup?); what it lacks cannot be replayed,"
                     + " re-seeding it", config.partnership(), t.mirror.name(), held, trimmed, t.principal.name());
         }
         if (!marked && divergent.isEmpty()) {
             mark(config, witness, principal, t, "mirror " + t.mirror.name() + (droppedEarlier
                     ? " dropped its journal of an earlier epoch: re-seeding it"
-                    : belowTrim ? " stands below the principal's journal trim position: re-seeding it" : " is blank: seeding it"));
+                    : belowTrim ? " lacks journal records the principal trimmed: re-seeding it" : " is blank: seeding it"));
         }
         long started = System.nanoTime();
         SnapshotCopy.Result copy = SnapshotCopy.copy(principal, mirror, t.mirror.name(), t.epoch, config.seedingTimeout());

@@ -90,9 +90,9 @@ public final class SeedMark {
                 + " ORDER BY epoch DESC, seq DESC LIMIT 1");
     }
 
-    /** The position below which the node deleted its journal records; (0, 0) when it never did. */
-    public static JournalReplay.Key trimmedPosition(Connection node) throws SQLException {
-        return key(node, "SELECT journal_trimmed_epoch, journal_trimmed_seq FROM lockstep.node_state");
+    /** The newest journal record the node deleted by trimming; (0, 0) when it never did. */
+    public static JournalReplay.Key lastTrimmed(Connection node) throws SQLException {
+        return key(node, "SELECT journal_trimmed_last_epoch, journal_trimmed_last_seq FROM lockstep.node_state");
     }
 
     private static JournalReplay.Key key(Connection c, String sql) throws SQLException {

@@ -36,11 +36,11 @@ public final class CatchUpPlan {
      * As {@link #decide(boolean, boolean, boolean, int)}, also seeding a mirror whose journal
      * cannot be trusted to be completed by replay: one that once dropped its journal of an earlier
      * epoch at its limit while principal (what it committed alone then can no longer be compared),
-     * and one that stands below the position the principal trimmed its journal at (see
+     * and one whose journal stops below the newest record the principal deleted by trimming (see
      * {@link #belowTrim}): the records it lacks are gone.
      *
      * @param mirrorDroppedEarlierJournal the mirror dropped its journal of an epoch before the principal's
-     * @param mirrorBelowPrincipalTrim    the mirror stands below the principal's trim position
+     * @param mirrorBelowPrincipalTrim    the mirror's journal stops below the newest record the principal trimmed
      */
     public static Kind decide(boolean markedForSeeding, boolean mirrorBlank, boolean principalBlank, int divergentRecords,
                               boolean mirrorDroppedEarlierJournal, boolean mirrorBelowPrincipalTrim) {
@@ -52,20 +52,20 @@ public final class CatchUpPlan {
     }
 
     /**
-     * Whether a mirror's journal stops below the position under which the principal deleted its
-     * records. Retention deletes only records both nodes hold, so in normal operation the mirror
-     * always holds the position itself; a mirror below it was restored from an older backup (or
-     * otherwise lost records), and the records between its position and the principal's trim
-     * position may be gone from both nodes: replaying what is left would skip them silently.
+     * Whether a mirror's journal stops below the newest record the principal deleted by trimming.
+     * Retention deletes only records both nodes hold, so in normal operation the mirror holds that
+     * record, or trimmed it itself; a mirror below it was restored from an older backup (or
+     * otherwise lost records), and the records between its position and that one are gone from
+     * the principal: replaying what is left would skip them silently.
      *
-     * @param heldEpoch     epoch of the mirror's position: the greater of its newest record and its own trim position
-     * @param heldSeq       sequence number of that position
-     * @param trimmedEpoch  epoch of the position below which the principal trimmed its journal (0 if never)
-     * @param trimmedSeq    sequence number of that position
+     * @param heldEpoch        epoch of the mirror's position: the greater of its newest record and its own trim position
+     * @param heldSeq          sequence number of that position
+     * @param lastTrimmedEpoch epoch of the newest record the principal deleted by trimming (0 if none)
+     * @param lastTrimmedSeq   sequence number of that record
      * @return true when the mirror must be seeded rather than caught up
      */
-    public static boolean belowTrim(long heldEpoch, long heldSeq, long trimmedEpoch, long trimmedSeq) {
-        return heldEpoch < trimmedEpoch || (heldEpoch == trimmedEpoch && heldSeq < trimmedSeq);
+    public static boolean belowTrim(long heldEpoch, long heldSeq, long lastTrimmedEpoch, long lastTrimmedSeq) {
+        return heldEpoch < lastTrimmedEpoch || (heldEpoch == lastTrimmedEpoch && heldSeq < lastTrimmedSeq);
     }
 
     /**

@@ -27,10 +27,10 @@ class CatchUpPlanTest {
     @Test
     void aMirrorBelowThePrincipalsTrimPositionIsSeededNotCaughtUp() {
         assertThat(CatchUpPlan.decide(false, false, false, 0, false, true)).isEqualTo(SEED);
-        // Principal trimmed below (2, 100).
+        // The newest record the principal deleted is (2, 100).
         assertThat(CatchUpPlan.belowTrim(2, 99, 2, 100)).isTrue();
         assertThat(CatchUpPlan.belowTrim(1, 500, 2, 100)).isTrue();
-        assertThat(CatchUpPlan.belowTrim(2, 100, 2, 100)).as("holds the position itself").isFalse();
+        assertThat(CatchUpPlan.belowTrim(2, 100, 2, 100)).as("holds that record itself").isFalse();
         assertThat(CatchUpPlan.belowTrim(2, 250, 2, 100)).isFalse();
         assertThat(CatchUpPlan.belowTrim(3, 1, 2, 100)).isFalse();
         assertThat(CatchUpPlan.belowTrim(0, 0, 0, 0)).as("never trimmed").isFalse();

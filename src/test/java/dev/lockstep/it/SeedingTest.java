@@ -214,7 +214,7 @@ class SeedingTest extends OnTwoNodesAndWitness {
             assertThat(ds.partnership().verify().identical()).isTrue();
         }
         assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
-                .contains("mirror node-b stands below the principal's journal trim position: re-seeding it");
+                .contains("mirror node-b lacks journal records the principal trimmed: re-seeding it");
     }
 
     /**
@@ -264,6 +264,39 @@ class SeedingTest extends OnTwoNodesAndWitness {
                     .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
             assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
             assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
+
+    /**
+     * Retention trimmed the principal but not the mirror (the mirror went away between the two):
+     * the mirror still holds every record the principal deleted, so it is caught up, not seeded.
+     */
+    @Test
+    void aMirrorThatHoldsEveryRecordThePrincipalTrimmedIsCaughtUpNotSeeded() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("halftrim");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair)); Connection p = pair.principal();
+             Connection m = pair.mirror(); Statement ps = p.createStatement()) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            for (int id = 1; id <= 10; id++) {
+                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+            }
+            List<Object> newest = rows(p, "SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0"
+                    + " ORDER BY epoch DESC, seq DESC LIMIT 1").get(0);
+            nodes.b().proxy().partition();
+            try {
+                await().ignoreExceptions().atMost(Duration.ofSeconds(30)).until(() -> record(pair).state() == MirroringState.DISCONNECTED);
+                // As retention bounds it: one past the newest record both held, so that record goes too.
+                ps.execute("SELECT lockstep.trim_journal(" + newest.get(0) + ", " + newest.get(1) + " + 1)");
+                for (int id = 11; id <= 15; id++) {
+                    assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+                }
+            } finally {
+                nodes.b().proxy().heal();
+            }
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isFalse();
+            assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(15).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
         }
     }
 }
