@@ -1037,8 +1037,8 @@ BEGIN
     RETURN n;
 END $$;
 
--- Empties, in one TRUNCATE, the tables of the run of TRUNCATE entries that starts at entries[first];
--- returns the index after the run. Without CASCADE: a table the mirror alone holds (not mirrored)
+-- Empties, in one TRUNCATE, the tables of the run of TRUNCATE entries that starts at entries[first]
+-- and the attached tables that reference them; returns the index after the run. Without CASCADE: a table the mirror alone holds (not mirrored)
 -- that references one of them must not be emptied behind its owner's back, so the transaction is
 -- refused instead and stays unapplied on both nodes.
 CREATE FUNCTION lockstep.truncate_run(entries jsonb, first int) RETURNS int
@@ -1059,6 +1059,18 @@ BEGIN
         tables := tables || a.table_name;
         last := last + 1;
     END LOOP;
+    -- PostgreSQL empties a table together with every table that references it, or refuses, so
+    -- the principal's statement emptied those too; their entries may come later, after rows that
+    -- user TRUNCATE triggers wrote. Attached ones are emptied now; one only the mirror holds makes
+    -- the TRUNCATE fail below.
+    tables := tables || ARRAY(
+        WITH RECURSIVE referencing(rel) AS (
+            SELECT c.conrelid FROM pg_constraint c
+             WHERE c.contype = 'f' AND c.confrelid IN (SELECT t::regclass FROM unnest(tables) t)
+            UNION
+            SELECT c.conrelid FROM pg_constraint c JOIN referencing r ON c.confrelid = r.rel WHERE c.contype = 'f')
+        SELECT a2.table_name FROM lockstep.attached a2 JOIN referencing r ON a2.table_name::regclass = r.rel
+         WHERE a2.table_name <> ALL (tables));
     BEGIN
         EXECUTE 'TRUNCATE ' || array_to_string(tables, ', ');
     EXCEPTION WHEN feature_not_supported THEN

@@ -206,4 +206,34 @@ class CaptureTest extends OnTwoNodes {
             assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
         }
     }
+
+    /**
+     * User TRUNCATE triggers that write a mirrored table (an audit log) put their rows between the
+     * TRUNCATE entries of one statement; the mirror still empties the tables that reference each
+     * other together, and both nodes end identical.
+     */
+    @Test
+    void aTruncateOfReferencingTablesWithAnAuditTriggerBetweenThemIsMirrored() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("truncaudit");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE parent (id int PRIMARY KEY)");
+            st.execute("CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id))");
+            st.execute("CREATE TABLE audit_log (id bigserial PRIMARY KEY, tbl text, op text)");
+            st.execute("CREATE FUNCTION audit_truncate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    + " INSERT INTO audit_log (tbl, op) VALUES (TG_TABLE_NAME, TG_OP); RETURN NULL; END $$");
+            // Named to fire before Lockstep's own TRUNCATE trigger on each table.
+            st.execute("CREATE TRIGGER audit_t AFTER TRUNCATE ON parent FOR EACH STATEMENT EXECUTE FUNCTION audit_truncate()");
+            st.execute("CREATE TRIGGER audit_t AFTER TRUNCATE ON child FOR EACH STATEMENT EXECUTE FUNCTION audit_truncate()");
+            st.execute("INSERT INTO parent SELECT generate_series(1, 3)");
+            st.execute("INSERT INTO child SELECT g, g FROM generate_series(1, 3) g");
+            st.execute("TRUNCATE parent, child");
+            try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                assertThat(value(m, "SELECT count(*) FROM parent")).isEqualTo(0L);
+                assertThat(value(m, "SELECT count(*) FROM child")).isEqualTo(0L);
+                String audit = "SELECT id, tbl, op FROM audit_log ORDER BY id";
+                assertThat(rows(m, audit)).hasSize(2).isEqualTo(rows(p, audit));
+            }
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
 }
