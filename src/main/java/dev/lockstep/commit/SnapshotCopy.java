@@ -93,9 +93,9 @@ public final class SnapshotCopy {
                 st.execute("SELECT set_config('lockstep.internal', 'on', true)");
             }
             enrol(mirror, mirrorName, epoch);
-            Result result = copyInSnapshot(principal, mirror, names);
-            if (whole.expired()) {
-                throw SqlStates.error(SqlStates.QUERY_CANCELED, "the deadline passed", null);
+            Result result = copyInSnapshot(principal, mirror, names, whole);
+            if (!whole.beginCommit()) {
+                whole.check();
             }
             mirror.commit();
             principal.commit();
@@ -157,7 +157,8 @@ public final class SnapshotCopy {
         return names;
     }
 
-    private static Result copyInSnapshot(Connection p, Connection m, List<String> locked) throws SQLException {
+    private static Result copyInSnapshot(Connection p, Connection m, List<String> locked, CopyDeadline deadline)
+            throws SQLException {
         List<Table> tables = attached(p);
         if (!tables.stream().map(Table::name).sorted().toList().equals(locked.stream().sorted().toList())) {
             throw SqlStates.error(SqlStates.SERIALIZATION_FAILURE, "lockstep: the attached tables changed while seeding began; retry",
@@ -165,6 +166,7 @@ public final class SnapshotCopy {
         }
         List<String> foreignKeys = new ArrayList<>();
         for (Table t : tables) {
+            deadline.check();
             boolean exists = bool(m, "SELECT to_regclass(?) IS NOT NULL", t.name());
             for (Ddl d : ddl(p, t.name())) {
                 if (d.step() == FOREIGN_KEYS) {
@@ -184,6 +186,7 @@ public final class SnapshotCopy {
         }
         long rows = 0;
         for (Table t : tables) {
+            deadline.check();
             String cols = String.join(", ", t.columns());
             // Binary only for built-in types: array and record receivers check type oids, which differ between nodes.
             String format = bool(p, "SELECT coalesce(bool_and(atttypid < 16384), true) FROM pg_attribute"
