@@ -549,7 +549,7 @@ final class Coordinator implements AutoCloseable {
             CatchUpResult r;
             try {
                 r = new CatchUp(this, witness, this::caughtUp).run(t, current);
-            } catch (SQLException e) {
+            } catch (SQLException | RuntimeException e) {
                 telemetry.catchUpFailed(t.mirror.name(), e);
                 throw e;
             }

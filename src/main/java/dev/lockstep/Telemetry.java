@@ -157,9 +157,10 @@ final class Telemetry implements CommitTimings, AutoCloseable {
     }
 
     /** This coordinator's catch-up or seeding failed; it is retried later. */
-    void catchUpFailed(String mirror, java.sql.SQLException failure) {
+    void catchUpFailed(String mirror, Exception failure) {
         catchUpEstimate = null;
-        emit(new LockstepEvent.CatchUpFailed(partnership, clock.instant(), mirror, failure.getSQLState(), failure.getMessage()));
+        String sqlState = failure instanceof java.sql.SQLException sql ? sql.getSQLState() : null;
+        emit(new LockstepEvent.CatchUpFailed(partnership, clock.instant(), mirror, sqlState, String.valueOf(failure.getMessage())));
     }
 
     /** This coordinator's catch-up finished. */
