@@ -36,6 +36,19 @@ class InDoubtResolutionTest extends OnTwoNodes {
         }
     }
 
+    /**
+     * Slows the drain of every commit that inserts into {@code t} by 2 s on the principal: a
+     * deferred trigger runs inside lockstep.collect, in the round trip that may also prepare.
+     */
+    private static void slowDrainOnPrincipal(TwoNodes.Pair pair) throws SQLException {
+        try (Connection p = pair.principal(); Statement ps = p.createStatement()) {
+            ps.execute("SET lockstep.internal = on");
+            ps.execute("CREATE FUNCTION slowly() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$");
+            ps.execute("CREATE CONSTRAINT TRIGGER collected_slowly AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED"
+                    + " FOR EACH ROW EXECUTE FUNCTION slowly()");
+        }
+    }
+
     @Test
     void eachRuleAndTheGracePeriod() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("indoubt");
@@ -97,25 +110,11 @@ class InDoubtResolutionTest extends OnTwoNodes {
             try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
                 st.execute("CREATE TABLE t (id int PRIMARY KEY)");
             }
-            try (Connection p = pair.principal(); Statement ps = p.createStatement()) {
-                // Deferred, so it runs inside lockstep.collect, in the round trip that also prepares.
-                ps.execute("SET lockstep.internal = on");
-                ps.execute("CREATE FUNCTION slowly() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$");
-                ps.execute("CREATE CONSTRAINT TRIGGER collected_slowly AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED"
-                        + " FOR EACH ROW EXECUTE FUNCTION slowly()");
-            }
+            slowDrainOnPrincipal(pair);
             ExecutorService client = Executors.newSingleThreadExecutor();
             try (Connection p = pair.principal(); Connection m = pair.mirror()) {
-                Future<SQLException> attempt = client.submit(() -> {
-                    try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-                        st.executeUpdate("INSERT INTO t VALUES (1)");
-                        return null;
-                    } catch (SQLException e) {
-                        return e;
-                    }
-                });
-                await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(p, "SELECT count(*) FROM pg_stat_activity"
-                        + " WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+                Future<SQLException> attempt = TwoNodes.attempt(client, ds, "INSERT INTO t VALUES (1)");
+                TwoNodes.awaitSleepingBackend(p);
                 nodes.a().proxy().partition();
                 SQLException failure = attempt.get(30, TimeUnit.SECONDS);
                 assertThat((Throwable) failure).isNotNull();
@@ -152,24 +151,11 @@ class InDoubtResolutionTest extends OnTwoNodes {
                 // Its call reads like a query, so the commit drains before it takes a mirror connection.
                 st.execute("CREATE FUNCTION add_row(v int) RETURNS int LANGUAGE sql AS 'INSERT INTO t VALUES (v) RETURNING id'");
             }
-            try (Connection p = pair.principal(); Statement ps = p.createStatement()) {
-                ps.execute("SET lockstep.internal = on");
-                ps.execute("CREATE FUNCTION slowly() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$");
-                ps.execute("CREATE CONSTRAINT TRIGGER collected_slowly AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED"
-                        + " FOR EACH ROW EXECUTE FUNCTION slowly()");
-            }
+            slowDrainOnPrincipal(pair);
             ExecutorService client = Executors.newSingleThreadExecutor();
             try (Connection p = pair.principal(); Connection m = pair.mirror()) {
-                Future<SQLException> attempt = client.submit(() -> {
-                    try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-                        st.executeQuery("SELECT add_row(1)").close();
-                        return null;
-                    } catch (SQLException e) {
-                        return e;
-                    }
-                });
-                await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(p, "SELECT count(*) FROM pg_stat_activity"
-                        + " WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+                Future<SQLException> attempt = TwoNodes.attempt(client, ds, "SELECT add_row(1)");
+                TwoNodes.awaitSleepingBackend(p);
                 // Silent, so that the mirror is not yet written off when the drain returns (a refused
                 // mirror would be, at once, and the drain would then refuse the lockstep commit).
                 nodes.b().proxy().blackhole();

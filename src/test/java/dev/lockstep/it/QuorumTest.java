@@ -140,14 +140,7 @@ class QuorumTest extends OnTwoNodesAndWitness {
                 ms.execute("ALTER TABLE t ADD CONSTRAINT checked_slowly CHECK (slowly_true())");
             }
             ExecutorService client = Executors.newSingleThreadExecutor();
-            Future<SQLException> attempt = client.submit(() -> {
-                try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-                    st.executeUpdate("INSERT INTO t VALUES (1)");
-                    return null;
-                } catch (SQLException e) {
-                    return e;
-                }
-            });
+            Future<SQLException> attempt = TwoNodes.attempt(client, ds, "INSERT INTO t VALUES (1)");
             TwoNodes.awaitApplyUnderWay(pair);
             nodes.b().proxy().partition();
             try {

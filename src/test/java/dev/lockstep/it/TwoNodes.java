@@ -138,9 +138,31 @@ public final class TwoNodes implements AutoCloseable {
      */
     public static void awaitApplyUnderWay(Pair pair) throws SQLException {
         try (Connection m = pair.mirror()) {
-            org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(m,
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+            awaitSleepingBackend(m);
         }
+    }
+
+    /** Waits (at most 10 s) until a backend of the connection's database sleeps in {@code pg_sleep}. */
+    public static void awaitSleepingBackend(Connection c) {
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> (Long) value(c,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()") > 0);
+    }
+
+    /**
+     * Runs one statement through the data source (autocommit) on the client thread.
+     *
+     * @return its failure, or null once it committed
+     */
+    public static java.util.concurrent.Future<SQLException> attempt(java.util.concurrent.ExecutorService client,
+                                                                   javax.sql.DataSource ds, String sql) {
+        return client.submit(() -> {
+            try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+                st.execute(sql);
+                return null;
+            } catch (SQLException e) {
+                return e;
+            }
+        });
     }
 
     /** Lockstep's prepared transactions in the connection's database. */
