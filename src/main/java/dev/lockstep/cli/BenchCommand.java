@@ -33,6 +33,8 @@ public final class BenchCommand {
             "capture", "seed", "warmup");
 
     private static final String DIRECT_NODE = "bench-direct";
+    private static final String CEILING_FIRST = "bench-ceiling-a";
+    private static final String CEILING_SECOND = "bench-ceiling-b";
     private static final String PRINCIPAL_NODE = "bench-a";
     private static final String MIRROR_NODE = "bench-b";
     private static final Duration LOAD_TIMEOUT = Duration.ofMinutes(10);
@@ -42,7 +44,12 @@ public final class BenchCommand {
         /** Plain PostgreSQL through a HikariCP pool. */
         DIRECT,
         /** A Lockstep partnership through {@link LockstepDataSource}. */
-        LOCKSTEP;
+        LOCKSTEP,
+        /**
+         * Each transaction run on two plain nodes with two-phase commit and nothing else: the
+         * ceiling of any design that applies every transaction on both nodes of this machine.
+         */
+        CEILING;
 
         String label() {
             return name().toLowerCase(Locale.ROOT);
@@ -70,7 +77,7 @@ public final class BenchCommand {
             int seconds = args.integer("seconds", 10, 1, 3600);
             int scale = args.integer("scale", 10, 1, 20_000);
             String url = args.string("url", null);
-            String target = args.choice("target", url == null ? "both" : "direct", Set.of("direct", "lockstep", "both"));
+            String target = args.choice("target", url == null ? "both" : "direct", Set.of("direct", "lockstep", "both", "ceiling"));
             if (url != null && !target.equals("direct")) {
                 throw new Args.UsageException("bench: --url runs only the direct target; --target " + target + " needs the embedded servers");
             }
@@ -80,6 +87,7 @@ public final class BenchCommand {
             List<Target> targets = switch (target) {
                 case "direct" -> List.of(Target.DIRECT);
                 case "lockstep" -> List.of(Target.LOCKSTEP);
+                case "ceiling" -> List.of(Target.DIRECT, Target.CEILING);
                 default -> List.of(Target.DIRECT, Target.LOCKSTEP);
             };
             CaptureMode capture = CaptureMode.valueOf(args.choice("capture", "statement", Set.of("statement", "row")).toUpperCase(Locale.ROOT));
@@ -149,6 +157,11 @@ public final class BenchCommand {
             names.add(PRINCIPAL_NODE);
             names.add(MIRROR_NODE);
         }
+        boolean ceiling = options.targets().contains(Target.CEILING);
+        if (ceiling) {
+            names.add(CEILING_FIRST);
+            names.add(CEILING_SECOND);
+        }
         int maxClients = Collections.max(options.clients());
         // The mirror pool of a coordinator is twice its pool size; leave room for the inspectors.
         int maxConnections = Math.max(100, 3 * maxClients + 20);
@@ -183,6 +196,12 @@ public final class BenchCommand {
                     ok &= print(lockstepRun);
                     ok &= printVerify(outcome);
                 }
+                if (ceiling) {
+                    Run ceilingRun = runCeiling(nodes.jdbcUrl(names.indexOf(CEILING_FIRST)), nodes.jdbcUrl(names.indexOf(CEILING_SECOND)),
+                            clients);
+                    ok &= print(ceilingRun);
+                    printRatio(clients, "ceiling", directRun, ceilingRun);
+                }
                 if (directRun != null && lockstepRun != null) {
                     double d = directRun.result().perSecond();
                     double ratio = d == 0 ? 0 : lockstepRun.result().perSecond() / d;
@@ -191,6 +210,21 @@ public final class BenchCommand {
             }
             return ok ? 0 : 1;
         }
+    }
+
+    private Run runCeiling(String first, String second, int clients) throws InterruptedException {
+        try (HikariDataSource a = directPool(first, EmbeddedNodes.SUPERUSER, "", clients);
+             HikariDataSource b = directPool(second, EmbeddedNodes.SUPERUSER, "", clients)) {
+            ClientRunner runner = new ClientRunner(clients, index -> TpcbWorkload.twoNodeClient(a.getConnection(), b.getConnection(),
+                    options.scale()), options.seed());
+            return new Run(Target.CEILING, clients, warmUpAndRun(runner));
+        }
+    }
+
+    private void printRatio(int clients, String label, Run direct, Run other) {
+        double d = direct == null ? 0 : direct.result().perSecond();
+        out.println(String.format(Locale.ROOT, "bench ratio clients=%d %s/direct=%.2f", clients, label,
+                d == 0 ? 0 : other.result().perSecond() / d));
     }
 
     private Run runDirect(String url, String user, String password, int clients, int scale) throws InterruptedException {

@@ -82,6 +82,84 @@ public final class TpcbWorkload {
         return new TpcbClient(c, scale);
     }
 
+    /**
+     * A client that runs each transaction on two nodes with two-phase commit and nothing else:
+     * the statements and {@code PREPARE TRANSACTION} on the first, the writes and {@code COMMIT}
+     * on the second, then {@code COMMIT PREPARED} on the first. No capture, journal, fencing or
+     * coordinator: the ceiling of any design that applies each transaction on both nodes of this
+     * machine, for comparison with Lockstep. Its transaction commits itself; the runner's commit
+     * then finds nothing open.
+     *
+     * @param first  the node that prepares; autocommit is turned off
+     * @param second the node that applies and commits first; autocommit is turned off
+     * @param scale  the scale of the loaded tables (the same on both)
+     */
+    public static ClientRunner.Client twoNodeClient(Connection first, Connection second, int scale) throws SQLException {
+        try {
+            return new TwoNodeClient(first, second, scale);
+        } catch (SQLException e) {
+            second.close();
+            throw e;
+        }
+    }
+
+    private static final class TwoNodeClient extends ConnectionClient {
+        private final TpcbClient onFirst;
+        private final TpcbClient onSecond;
+        private long prepared;
+
+        TwoNodeClient(Connection first, Connection second, int scale) throws SQLException {
+            super(first);
+            onFirst = new TpcbClient(first, scale);
+            onSecond = new TpcbClient(second, scale);
+        }
+
+        @Override
+        public void transaction(SplittableRandom random) throws SQLException {
+            Change change = Change.next(random, onFirst.scale);
+            String gid = "'bench-ceiling-" + System.identityHashCode(this) + "-" + (++prepared) + "'";
+            onFirst.run(change, true);
+            try (Statement st = connection().createStatement()) {
+                st.execute("PREPARE TRANSACTION " + gid);
+            }
+            try {
+                onSecond.run(change, false);
+                onSecond.connection().commit();
+            } catch (SQLException e) {
+                onSecond.connection().rollback();
+                finish(connection(), "ROLLBACK PREPARED " + gid);
+                throw e;
+            }
+            finish(connection(), "COMMIT PREPARED " + gid);
+        }
+
+        private static void finish(Connection c, String sql) throws SQLException {
+            c.setAutoCommit(true);
+            try (Statement st = c.createStatement()) {
+                st.execute(sql);
+            } finally {
+                c.setAutoCommit(false);
+            }
+        }
+
+        @Override
+        public void close() throws SQLException {
+            try {
+                onSecond.close();
+            } finally {
+                super.close();
+            }
+        }
+    }
+
+    /** One transaction's random choices, so that two nodes can run the same one. */
+    private record Change(int aid, int tid, int bid, int delta) {
+        static Change next(SplittableRandom random, int scale) {
+            return new Change(1 + random.nextInt(ACCOUNTS_PER_SCALE * scale), 1 + random.nextInt(TELLERS_PER_SCALE * scale),
+                    1 + random.nextInt(BRANCHES_PER_SCALE * scale), random.nextInt(-5000, 5001));
+        }
+    }
+
     private static final class TpcbClient extends ConnectionClient {
         private final int scale;
         private final PreparedStatement updateAccount;
@@ -103,27 +181,30 @@ public final class TpcbWorkload {
 
         @Override
         public void transaction(SplittableRandom random) throws SQLException {
-            int aid = 1 + random.nextInt(ACCOUNTS_PER_SCALE * scale);
-            int tid = 1 + random.nextInt(TELLERS_PER_SCALE * scale);
-            int bid = 1 + random.nextInt(BRANCHES_PER_SCALE * scale);
-            int delta = random.nextInt(-5000, 5001);
-            updateAccount.setInt(1, delta);
-            updateAccount.setInt(2, aid);
+            run(Change.next(random, scale), true);
+        }
+
+        /** The transaction's statements; without the read when only its writes are wanted. */
+        void run(Change change, boolean withRead) throws SQLException {
+            updateAccount.setInt(1, change.delta());
+            updateAccount.setInt(2, change.aid());
             updateAccount.executeUpdate();
-            selectAccount.setInt(1, aid);
-            try (ResultSet rs = selectAccount.executeQuery()) {
-                rs.next();
+            if (withRead) {
+                selectAccount.setInt(1, change.aid());
+                try (ResultSet rs = selectAccount.executeQuery()) {
+                    rs.next();
+                }
             }
-            updateTeller.setInt(1, delta);
-            updateTeller.setInt(2, tid);
+            updateTeller.setInt(1, change.delta());
+            updateTeller.setInt(2, change.tid());
             updateTeller.executeUpdate();
-            updateBranch.setInt(1, delta);
-            updateBranch.setInt(2, bid);
+            updateBranch.setInt(1, change.delta());
+            updateBranch.setInt(2, change.bid());
             updateBranch.executeUpdate();
-            insertHistory.setInt(1, tid);
-            insertHistory.setInt(2, bid);
-            insertHistory.setInt(3, aid);
-            insertHistory.setInt(4, delta);
+            insertHistory.setInt(1, change.tid());
+            insertHistory.setInt(2, change.bid());
+            insertHistory.setInt(3, change.aid());
+            insertHistory.setInt(4, change.delta());
             insertHistory.executeUpdate();
         }
 

@@ -30,6 +30,15 @@ class MainTest {
     }
 
     @Test
+    void benchCeilingRunsEachTransactionOnTwoNodesWithTwoPhaseCommit() {
+        Run bench = lockstep("bench", "--clients", "2", "--seconds", "2", "--warmup", "0", "--scale", "1", "--target", "ceiling");
+        assertThat(bench.code()).as(bench.out() + bench.err()).isZero();
+        assertThat(bench.out()).containsPattern("bench target=direct clients=2 seconds=2 tx=[1-9][0-9]* tps=")
+                .containsPattern("bench target=ceiling clients=2 seconds=2 tx=[1-9][0-9]* tps=")
+                .containsPattern("bench ratio clients=2 ceiling/direct=[0-9.]+");
+    }
+
+    @Test
     void badCommandLinesExitWithTheUsageCodeAndSayWhy() {
         Run clients = lockstep("bench", "--clients", "0");
         assertThat(clients.code()).isEqualTo(Main.USAGE);
