@@ -100,7 +100,10 @@ final class Seeding {
                                     WitnessStore witness) throws SQLException {
         try (Connection p = Coordinator.connectDirect(config, principalNode);
              Connection m = Coordinator.connectDirect(config, mirrorNode)) {
-            if (!SeedMark.blank(m) || SeedMark.blank(p)) {
+            // Under the catch-up claim (released when p closes): a coordinator that finds it taken
+            // leaves enrolment and seeding to the one that holds it, instead of marking the mirror
+            // again while it is seeded, which would seed it a second time afterwards.
+            if (!JournalReplay.claim(p, config.partnership()) || !SeedMark.blank(m) || SeedMark.blank(p)) {
                 return false;
             }
             if (witness != null) {

@@ -235,16 +235,8 @@ class SeedingTest extends OnTwoNodesAndWitness {
                 st.execute("INSERT INTO t" + i + " SELECT generate_series(1, 10)");
             }
         }
-        String fresh = nodes.b().createDatabase("seedtime_fresh");
-        try (Connection m = nodes.b().connectDirect(fresh); Statement ms = m.createStatement()) {
-            // 0.4 s for each table created in public: four take 1.6 s, each well under the limit.
-            ms.execute("CREATE FUNCTION slow_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN"
-                    + " IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE'"
-                    + " AND schema_name = 'public') THEN PERFORM pg_sleep(0.4); END IF; END $$");
-            ms.execute("CREATE EVENT TRIGGER slow_ddl ON ddl_command_end EXECUTE FUNCTION slow_ddl()");
-            // The seed runs as replica, where ordinary event triggers do not fire.
-            ms.execute("ALTER EVENT TRIGGER slow_ddl ENABLE ALWAYS");
-        }
+        // 0.4 s for each table created in public: four take 1.6 s, each well under the limit.
+        String fresh = slowMirror("seedtime_fresh");
         LockstepConfig second = first.toBuilder()
                 .mirror(NodeConfig.of("node-b", nodes.b().jdbcUrl(fresh), nodes.b().user(), nodes.b().password())).build();
         List<LockstepEvent.CatchUpFailed> failures = new CopyOnWriteArrayList<>();
@@ -298,5 +290,56 @@ class SeedingTest extends OnTwoNodesAndWitness {
             assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isFalse();
             assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(15).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
         }
+    }
+
+    /** A new, empty database on node b where each table created in public takes 0.4 s more. */
+    private static String slowMirror(String name) throws SQLException {
+        String fresh = nodes.b().createDatabase(name);
+        try (Connection m = nodes.b().connectDirect(fresh); Statement ms = m.createStatement()) {
+            ms.execute("CREATE FUNCTION slow_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    + " IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE'"
+                    + " AND schema_name = 'public') THEN PERFORM pg_sleep(0.4); END IF; END $$");
+            ms.execute("CREATE EVENT TRIGGER slow_ddl ON ddl_command_end EXECUTE FUNCTION slow_ddl()");
+            // The seed runs as replica, where ordinary event triggers do not fire.
+            ms.execute("ALTER EVENT TRIGGER slow_ddl ENABLE ALWAYS");
+        }
+        return fresh;
+    }
+
+    /**
+     * A second coordinator starts while the first seeds a new mirror: it leaves enrolment and
+     * seeding to the first instead of marking the mirror again, starts, and the mirror is seeded
+     * once.
+     */
+    @Test
+    void aCoordinatorStartingWhileAnotherSeedsTheMirrorLeavesTheSeedToIt() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("seedtwo");
+        LockstepConfig first = config(pair);
+        try (LockstepDataSource ds = LockstepDataSource.start(first); Connection c = ds.getConnection();
+             Statement st = c.createStatement()) {
+            for (int i = 1; i <= 4; i++) {
+                st.execute("CREATE TABLE t" + i + " (id int PRIMARY KEY)");
+                st.execute("INSERT INTO t" + i + " SELECT generate_series(1, 10)");
+            }
+        }
+        String fresh = slowMirror("seedtwo_fresh");
+        LockstepConfig seeding = first.toBuilder().coordinatorId("seeding")
+                .mirror(NodeConfig.of("node-b", nodes.b().jdbcUrl(fresh), nodes.b().user(), nodes.b().password())).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(seeding); Connection m = nodes.b().connectDirect(fresh)) {
+            TwoNodes.awaitSleepingBackend(m);
+            try (LockstepDataSource later = LockstepDataSource.start(seeding.toBuilder().coordinatorId("later").build())) {
+                await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                assertThat(later.partnership().mirrorNeedsSeeding()).isFalse();
+                assertThat(witness.store().mirrorNeedsSeeding(pair.partnership())).isFalse();
+                // Until its monitor sees SYNCHRONIZED too, its view is stale and a commit is refused with 40001.
+                await().atMost(Duration.ofSeconds(10))
+                        .until(() -> TwoNodes.acknowledged(later, "INSERT INTO t1 VALUES (11) ON CONFLICT DO NOTHING"));
+                assertThat(TwoNodes.value(m, "SELECT count(*) FROM t1")).isEqualTo(11L);
+                assertThat(ds.partnership().verify().identical()).isTrue();
+            }
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .filteredOn(r -> r.equals("mirror node-b is a new, blank node: seeding it")).hasSize(1);
     }
 }
