@@ -204,7 +204,7 @@ final class CatchUp {
             return null;
         }
         if (seen.state() == MirroringState.SYNCHRONIZING) {
-            return seen;
+            return resumedOnPrincipal(p, t) ? seen : null;
         }
         RoleChanges.Result resume = RoleChanges.resume(seen);
         if (seen.state() != MirroringState.DISCONNECTED || !resume.allowed()) {
@@ -212,6 +212,35 @@ final class CatchUp {
         }
         return witness.transition(seen, resume.next(), null, "mirror " + t.mirror.name() + " catching up",
                 coordinator.config().coordinatorId()) ? resume.next() : null;
+    }
+
+    /**
+     * A resume records SYNCHRONIZING at the witness, then on the principal. Should the principal
+     * still record SUSPENDED, that second write (or the operator's retry) would change its state
+     * under this run, which would then be abandoned, seed and all; so the run records it first,
+     * and the resume finds it done. Also completes a resume whose coordinator died in between.
+     *
+     * @return false when the principal's state changed meanwhile (the next tick tries again)
+     */
+    private boolean resumedOnPrincipal(Connection p, Coordinator.Topology t) throws SQLException {
+        java.time.Duration timeout = coordinator.config().remoteCallTimeout();
+        p.setAutoCommit(false);
+        try {
+            PrincipalState.Seen now = PrincipalState.readSeen(p, timeout);
+            if (now.change() != expectedChange) {
+                return false;
+            }
+            if (now.state() != MirroringState.SUSPENDED) {
+                return true;
+            }
+            if (!PrincipalState.recordIf(p, t.epoch, MirroringState.SYNCHRONIZING, now, timeout)) {
+                return false;
+            }
+            expectedChange = now.change() + 1;
+            return true;
+        } finally {
+            p.setAutoCommit(true);
+        }
     }
 
     /**

@@ -732,7 +732,11 @@ final class Coordinator implements AutoCloseable {
             // Without a witness the principal's record is the only one: a change decided on a
             // reading another change has overtaken is refused.
             boolean expected = witness != null || seen.state() == current.state();
-            if (!expected || !PrincipalState.recordIf(c, t.epoch, next.state(), seen, config.remoteCallTimeout())) {
+            // With a witness, a catch-up that starts on the witness's new record writes it here
+            // first: writing it again would change the state under that catch-up.
+            boolean alreadyRecorded = witness != null && seen.state() == next.state();
+            if (!alreadyRecorded
+                    && (!expected || !PrincipalState.recordIf(c, t.epoch, next.state(), seen, config.remoteCallTimeout()))) {
                 // With a witness, the monitor follows the witness's new record onto the principal
                 // too, and may have recorded the same change between the reading and the write.
                 MirroringState now = PrincipalState.readSeen(c, config.remoteCallTimeout()).state();
