@@ -228,13 +228,7 @@ class SeedingTest extends OnTwoNodesAndWitness {
         TwoNodes.Pair pair = nodes.newPair("seedtime");
         LockstepConfig first = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
                 .heartbeatInterval(Duration.ofMillis(200)).seedingTimeout(Duration.ofSeconds(1)).build();
-        try (LockstepDataSource ds = LockstepDataSource.start(first); Connection c = ds.getConnection();
-             Statement st = c.createStatement()) {
-            for (int i = 1; i <= 4; i++) {
-                st.execute("CREATE TABLE t" + i + " (id int PRIMARY KEY)");
-                st.execute("INSERT INTO t" + i + " SELECT generate_series(1, 10)");
-            }
-        }
+        fourTables(first);
         // 0.4 s for each table created in public: four take 1.6 s, each well under the limit.
         String fresh = slowMirror("seedtime_fresh");
         LockstepConfig second = first.toBuilder()
@@ -292,6 +286,17 @@ class SeedingTest extends OnTwoNodesAndWitness {
         }
     }
 
+    /** Through a partnership of the configuration: tables t1 to t4 of ten rows each. */
+    private static void fourTables(LockstepConfig config) throws SQLException {
+        try (LockstepDataSource ds = LockstepDataSource.start(config); Connection c = ds.getConnection();
+             Statement st = c.createStatement()) {
+            for (int i = 1; i <= 4; i++) {
+                st.execute("CREATE TABLE t" + i + " (id int PRIMARY KEY)");
+                st.execute("INSERT INTO t" + i + " SELECT generate_series(1, 10)");
+            }
+        }
+    }
+
     /** A new, empty database on node b where each table created in public takes 0.4 s more. */
     private static String slowMirror(String name) throws SQLException {
         String fresh = nodes.b().createDatabase(name);
@@ -315,13 +320,7 @@ class SeedingTest extends OnTwoNodesAndWitness {
     void aCoordinatorStartingWhileAnotherSeedsTheMirrorLeavesTheSeedToIt() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("seedtwo");
         LockstepConfig first = config(pair);
-        try (LockstepDataSource ds = LockstepDataSource.start(first); Connection c = ds.getConnection();
-             Statement st = c.createStatement()) {
-            for (int i = 1; i <= 4; i++) {
-                st.execute("CREATE TABLE t" + i + " (id int PRIMARY KEY)");
-                st.execute("INSERT INTO t" + i + " SELECT generate_series(1, 10)");
-            }
-        }
+        fourTables(first);
         String fresh = slowMirror("seedtwo_fresh");
         LockstepConfig seeding = first.toBuilder().coordinatorId("seeding")
                 .mirror(NodeConfig.of("node-b", nodes.b().jdbcUrl(fresh), nodes.b().user(), nodes.b().password())).build();
