@@ -740,8 +740,6 @@ END $$;
 CREATE FUNCTION lockstep.unkeyed() RETURNS text[]
 LANGUAGE sql STABLE AS $$ SELECT coalesce(nullif(current_setting('lockstep.unkeyed', true), ''), '{}')::text[] $$;
 
--- DDL capture: the statement is recorded for replay, new tables with a primary key are attached.
--- Commands on temporary objects and on Lockstep's own schema are not mirrored.
 -- Event triggers fire in every mode (ENABLE ALWAYS, below): under session_replication_role =
 -- replica ordinary ones do not, and DDL run there would reach one node alone. Returns true when
 -- the DDL is the coordinator's own apply on a mirror (nothing to capture); refuses it otherwise.
@@ -758,6 +756,8 @@ BEGIN
         (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
 END $$;
 
+-- DDL capture: the statement is recorded for replay, new tables with a primary key are attached.
+-- Commands on temporary objects and on Lockstep's own schema are not mirrored.
 CREATE FUNCTION lockstep.on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -957,12 +957,7 @@ BEGIN
         RAISE EXCEPTION 'lockstep: table % is not attached on mirror node %', e->>'t',
             (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '55000';
     END IF;
-    IF e->>'k' = 'T' THEN
-        -- apply_record runs a TRUNCATE entry with those that follow it (lockstep.truncate_run).
-        RAISE EXCEPTION 'lockstep: TRUNCATE entry of % outside a run', a.table_name USING ERRCODE = 'XX000';
-    ELSE
-        EXECUTE format('SELECT %s($1, $2, $3, 1)', a.applier) USING (e->>'k')::"char", e->'n', e->'o';
-    END IF;
+    EXECUTE format('SELECT %s($1, $2, $3, 1)', a.applier) USING (e->>'k')::"char", e->'n', e->'o';
 END $$;
 
 -- Moves a sequence forward to at least the position the principal reported; callers call it only
@@ -1037,10 +1032,11 @@ BEGIN
     RETURN n;
 END $$;
 
--- Empties, in one TRUNCATE, the tables of the run of TRUNCATE entries that starts at entries[first]
--- and the attached tables that reference them; returns the index after the run. Without CASCADE: a table the mirror alone holds (not mirrored)
--- that references one of them must not be emptied behind its owner's back, so the transaction is
--- refused instead and stays unapplied on both nodes.
+-- Empties, in one TRUNCATE, the tables of the run of TRUNCATE entries that starts at
+-- entries[first] and the attached tables that reference them; returns the index after the run.
+-- Without CASCADE: a table the mirror alone holds (not mirrored) that references one of them must
+-- not be emptied behind its owner's back, so the transaction is refused instead and stays
+-- unapplied on both nodes.
 CREATE FUNCTION lockstep.truncate_run(entries jsonb, first int) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -1101,15 +1097,15 @@ BEGIN
     WHILE i < n LOOP
         e := entries->i;
         i := i + 1;
-        IF e->>'k' = 'T' THEN
-            -- The tables one TRUNCATE emptied on the principal (CASCADE included) give consecutive
-            -- entries: emptied together here too, so that references among them hold.
-            i := lockstep.truncate_run(entries, i - 1);
-        ELSIF e ? 'r' THEN
+        IF e ? 'r' THEN
             -- A row-level UPDATE entry: each row's new and old image in turn.
             applied := lockstep.dispatch(e->>'t', 'U', e->'r', e->'r', 2);
         ELSIF e->>'k' IN ('I', 'U', 'D') THEN
             applied := lockstep.dispatch(e->>'t', (e->>'k')::"char", e->'n', e->'o', 1);
+        ELSIF e->>'k' = 'T' THEN
+            -- The tables one TRUNCATE emptied on the principal (CASCADE included) give consecutive
+            -- entries: emptied together here too, so that references among them hold.
+            i := lockstep.truncate_run(entries, i - 1);
         ELSE
             PERFORM lockstep.apply_entry(e);
         END IF;

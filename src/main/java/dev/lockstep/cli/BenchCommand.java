@@ -203,9 +203,7 @@ public final class BenchCommand {
                     printRatio(clients, "ceiling", directRun, ceilingRun);
                 }
                 if (directRun != null && lockstepRun != null) {
-                    double d = directRun.result().perSecond();
-                    double ratio = d == 0 ? 0 : lockstepRun.result().perSecond() / d;
-                    out.println(String.format(Locale.ROOT, "bench ratio clients=%d lockstep/direct=%.2f", clients, ratio));
+                    printRatio(clients, "lockstep", directRun, lockstepRun);
                 }
             }
             return ok ? 0 : 1;
