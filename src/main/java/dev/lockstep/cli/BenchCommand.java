@@ -8,9 +8,13 @@ import dev.lockstep.LockstepDataSource;
 import dev.lockstep.VerifyReport;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
+import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.sql.Statement;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -33,8 +37,9 @@ public final class BenchCommand {
             "capture", "seed", "warmup");
 
     private static final String DIRECT_NODE = "bench-direct";
-    private static final String CEILING_FIRST = "bench-ceiling-a";
-    private static final String CEILING_SECOND = "bench-ceiling-b";
+    private static final String TWO_NODE_FIRST = "bench-two-a";
+    private static final String TWO_NODE_SECOND = "bench-two-b";
+    private static final String FLOOR_SQL = "/dev/lockstep/sql/bench/capture_floor.sql";
     private static final String PRINCIPAL_NODE = "bench-a";
     private static final String MIRROR_NODE = "bench-b";
     private static final Duration LOAD_TIMEOUT = Duration.ofMinutes(10);
@@ -49,7 +54,13 @@ public final class BenchCommand {
          * Each transaction run on two plain nodes with two-phase commit and nothing else: the
          * ceiling of any design that applies every transaction on both nodes of this machine.
          */
-        CEILING;
+        CEILING,
+        /**
+         * As {@link #CEILING}, plus the least work that capture by triggers inside the writing
+         * transaction can do: capture triggers on the first node and one journal record on both.
+         * The floor under any design of that kind on this machine.
+         */
+        FLOOR;
 
         String label() {
             return name().toLowerCase(Locale.ROOT);
@@ -64,7 +75,7 @@ public final class BenchCommand {
      * @param url      JDBC URL to bench directly instead of embedded servers, or null
      * @param user     user for {@code url}
      * @param password password for {@code url}
-     * @param capture  capture mode the Lockstep target attaches the tables with
+     * @param capture  capture mode the Lockstep target attaches the tables with, and the floor's triggers use
      * @param seed     seeds the clients' random numbers
      * @param warmup   seconds of unreported transactions before each measured run (0 for none)
      */
@@ -77,7 +88,7 @@ public final class BenchCommand {
             int seconds = args.integer("seconds", 10, 1, 3600);
             int scale = args.integer("scale", 10, 1, 20_000);
             String url = args.string("url", null);
-            String target = args.choice("target", url == null ? "both" : "direct", Set.of("direct", "lockstep", "both", "ceiling"));
+            String target = args.choice("target", url == null ? "both" : "direct", Set.of("direct", "lockstep", "both", "ceiling", "floor"));
             if (url != null && !target.equals("direct")) {
                 throw new Args.UsageException("bench: --url runs only the direct target; --target " + target + " needs the embedded servers");
             }
@@ -88,6 +99,7 @@ public final class BenchCommand {
                 case "direct" -> List.of(Target.DIRECT);
                 case "lockstep" -> List.of(Target.LOCKSTEP);
                 case "ceiling" -> List.of(Target.DIRECT, Target.CEILING);
+                case "floor" -> List.of(Target.DIRECT, Target.FLOOR);
                 default -> List.of(Target.DIRECT, Target.LOCKSTEP);
             };
             CaptureMode capture = CaptureMode.valueOf(args.choice("capture", "statement", Set.of("statement", "row")).toUpperCase(Locale.ROOT));
@@ -122,7 +134,7 @@ public final class BenchCommand {
     public int run() throws IOException, SQLException, InterruptedException {
         out.println("bench: tpcb-like clients=" + options.clients().stream().map(String::valueOf).collect(Collectors.joining(","))
                 + " seconds=" + options.seconds() + " warmup=" + options.warmup() + " targets=" + options.targets().stream().map(Target::label).collect(Collectors.joining(","))
-                + (options.targets().contains(Target.LOCKSTEP) ? " capture=" + options.capture().name().toLowerCase(Locale.ROOT) : ""));
+                + (options.targets().contains(Target.LOCKSTEP) || options.targets().contains(Target.FLOOR) ? " capture=" + options.capture().name().toLowerCase(Locale.ROOT) : ""));
         return options.url() != null ? runAgainstUrl() : runEmbedded();
     }
 
@@ -157,10 +169,11 @@ public final class BenchCommand {
             names.add(PRINCIPAL_NODE);
             names.add(MIRROR_NODE);
         }
-        boolean ceiling = options.targets().contains(Target.CEILING);
-        if (ceiling) {
-            names.add(CEILING_FIRST);
-            names.add(CEILING_SECOND);
+        Target twoNode = options.targets().contains(Target.CEILING) ? Target.CEILING
+                : options.targets().contains(Target.FLOOR) ? Target.FLOOR : null;
+        if (twoNode != null) {
+            names.add(TWO_NODE_FIRST);
+            names.add(TWO_NODE_SECOND);
         }
         int maxClients = Collections.max(options.clients());
         // The mirror pool of a coordinator is twice its pool size; leave room for the inspectors.
@@ -178,6 +191,9 @@ public final class BenchCommand {
             nodes.onEachNode(all, LOAD_TIMEOUT, (i, c) -> TpcbWorkload.createAndLoad(c, options.scale()));
             out.println(String.format(Locale.ROOT, "bench: loaded scale=%d (%d accounts) on %d nodes in %.1f s", options.scale(),
                     (long) options.scale() * TpcbWorkload.ACCOUNTS_PER_SCALE, nodes.size(), (System.nanoTime() - t0) / 1e9));
+            if (twoNode == Target.FLOOR) {
+                installFloor(nodes, names.indexOf(TWO_NODE_FIRST), names.indexOf(TWO_NODE_SECOND));
+            }
             int directIndex = names.indexOf(DIRECT_NODE);
             int principalIndex = names.indexOf(PRINCIPAL_NODE);
             boolean ok = true;
@@ -196,11 +212,11 @@ public final class BenchCommand {
                     ok &= print(lockstepRun);
                     ok &= printVerify(outcome);
                 }
-                if (ceiling) {
-                    Run ceilingRun = runCeiling(nodes.jdbcUrl(names.indexOf(CEILING_FIRST)), nodes.jdbcUrl(names.indexOf(CEILING_SECOND)),
-                            clients);
-                    ok &= print(ceilingRun);
-                    printRatio(clients, "ceiling", directRun, ceilingRun);
+                if (twoNode != null) {
+                    Run twoNodeRun = runTwoNodes(twoNode, nodes.jdbcUrl(names.indexOf(TWO_NODE_FIRST)),
+                            nodes.jdbcUrl(names.indexOf(TWO_NODE_SECOND)), clients);
+                    ok &= print(twoNodeRun);
+                    printRatio(clients, twoNode.label(), directRun, twoNodeRun);
                 }
                 if (directRun != null && lockstepRun != null) {
                     printRatio(clients, "lockstep", directRun, lockstepRun);
@@ -210,12 +226,48 @@ public final class BenchCommand {
         }
     }
 
-    private Run runCeiling(String first, String second, int clients) throws InterruptedException {
+    private Run runTwoNodes(Target target, String first, String second, int clients) throws InterruptedException, SQLException {
         try (HikariDataSource a = directPool(first, EmbeddedNodes.SUPERUSER, "", clients);
              HikariDataSource b = directPool(second, EmbeddedNodes.SUPERUSER, "", clients)) {
+            boolean journal = target == Target.FLOOR;
             ClientRunner runner = new ClientRunner(clients, index -> TpcbWorkload.twoNodeClient(a.getConnection(), b.getConnection(),
-                    options.scale()), options.seed());
-            return new Run(Target.CEILING, clients, warmUpAndRun(runner));
+                    options.scale(), journal), options.seed());
+            Run run = new Run(target, clients, warmUpAndRun(runner));
+            if (journal) {
+                out.println("bench floor journal records first=" + journalRecords(a) + " second=" + journalRecords(b));
+            }
+            return run;
+        }
+    }
+
+    /** The floor's schema on both nodes, and its capture triggers on the tables of the first. */
+    private void installFloor(EmbeddedNodes nodes, int first, int second) throws SQLException, IOException {
+        String sql;
+        try (InputStream in = BenchCommand.class.getResourceAsStream(FLOOR_SQL)) {
+            if (in == null) {
+                throw new IOException("bench: " + FLOOR_SQL + " is missing from the classpath");
+            }
+            sql = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        }
+        String mode = options.capture().name().toLowerCase(Locale.ROOT);
+        nodes.onEachNode(List.of(first, second), LOAD_TIMEOUT, (i, c) -> {
+            try (Statement st = c.createStatement()) {
+                st.execute(sql);
+                if (i == first) {
+                    for (String table : TpcbWorkload.TABLES) {
+                        st.execute("SELECT bench_floor_attach('" + table + "', '" + mode + "')");
+                    }
+                }
+            }
+        });
+        out.println("bench: floor capture triggers (capture=" + mode + ") on " + TpcbWorkload.TABLES.size() + " tables");
+    }
+
+    private static long journalRecords(HikariDataSource pool) throws SQLException {
+        try (Connection c = pool.getConnection(); Statement st = c.createStatement();
+             ResultSet rs = st.executeQuery("SELECT count(*) FROM bench_floor_journal")) {
+            rs.next();
+            return rs.getLong(1);
         }
     }
 

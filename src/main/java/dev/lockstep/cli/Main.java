@@ -20,7 +20,7 @@ public final class Main {
             "usage: lockstep <command> [--option value ...]",
             "  demo           [--clients 8] [--phase-seconds 4] [--report lockstep-demo-report.html] [--seed 42]",
             "                 [--principal URL --mirror URL --witness URL --user u --password p --seconds 60]",
-            "  bench          [--clients 1,8,32] [--seconds 10] [--warmup 2] [--scale 10] [--target direct|lockstep|both]",
+            "  bench          [--clients 1,8,32] [--seconds 10] [--warmup 2] [--scale 10] [--target direct|lockstep|both|ceiling|floor]",
             "                 [--capture statement|row] [--url jdbc:... --user u --password p]",
             "  bench-capture  [--single-row-tx 2000] [--bulk-tx 20] [--bulk-rows 5000] [--clients 4] [--limit-seconds 60]",
             "  install        --config lockstep.properties [--json]   node schemas on both partners, witness schema, partnership",

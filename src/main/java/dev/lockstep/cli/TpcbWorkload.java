@@ -90,13 +90,19 @@ public final class TpcbWorkload {
      * machine, for comparison with Lockstep. Its transaction commits itself; the runner's commit
      * then finds nothing open.
      *
-     * @param first  the node that prepares; autocommit is turned off
-     * @param second the node that applies and commits first; autocommit is turned off
-     * @param scale  the scale of the loaded tables (the same on both)
+     * <p>With {@code journal}, the floor of trigger capture instead: the first node's capture
+     * triggers ({@code sql/bench/capture_floor.sql}) collect the row images, and before preparing
+     * the client stores them as a journal record there and then on the second node.
+     *
+     * @param first   the node that prepares; autocommit is turned off
+     * @param second  the node that applies and commits first; autocommit is turned off
+     * @param scale   the scale of the loaded tables (the same on both)
+     * @param journal whether to store each transaction's captured row images on both nodes
      */
-    public static ClientRunner.Client twoNodeClient(Connection first, Connection second, int scale) throws SQLException {
+    public static ClientRunner.Client twoNodeClient(Connection first, Connection second, int scale, boolean journal)
+            throws SQLException {
         try {
-            return new TwoNodeClient(first, second, scale);
+            return new TwoNodeClient(first, second, scale, journal);
         } catch (SQLException e) {
             second.close();
             throw e;
@@ -106,24 +112,36 @@ public final class TpcbWorkload {
     private static final class TwoNodeClient extends ConnectionClient {
         private final TpcbClient onFirst;
         private final TpcbClient onSecond;
+        private final PreparedStatement journalOnFirst;
+        private final PreparedStatement journalOnSecond;
         private long prepared;
 
-        TwoNodeClient(Connection first, Connection second, int scale) throws SQLException {
+        TwoNodeClient(Connection first, Connection second, int scale, boolean journal) throws SQLException {
             super(first);
             onFirst = new TpcbClient(first, scale);
             onSecond = new TpcbClient(second, scale);
+            journalOnFirst = journal ? first.prepareStatement("INSERT INTO bench_floor_journal (gid, changes)"
+                    + " VALUES (?, ('[' || substr(current_setting('bench.changes'), 2) || ']')::json) RETURNING changes::text") : null;
+            journalOnSecond = journal ? second.prepareStatement("INSERT INTO bench_floor_journal (gid, changes) VALUES (?, ?::json)") : null;
         }
 
         @Override
         public void transaction(SplittableRandom random) throws SQLException {
             Change change = Change.next(random, onFirst.scale);
-            String gid = "'bench-ceiling-" + System.identityHashCode(this) + "-" + (++prepared) + "'";
+            String id = "bench-two-" + System.identityHashCode(this) + "-" + (++prepared);
+            String gid = "'" + id + "'";
             onFirst.run(change, true);
+            String changes = journalOnFirst == null ? null : storeOnFirst(id);
             try (Statement st = connection().createStatement()) {
                 st.execute("PREPARE TRANSACTION " + gid);
             }
             try {
                 onSecond.run(change, false);
+                if (changes != null) {
+                    journalOnSecond.setString(1, id);
+                    journalOnSecond.setString(2, changes);
+                    journalOnSecond.executeUpdate();
+                }
                 onSecond.connection().commit();
             } catch (SQLException e) {
                 onSecond.connection().rollback();
@@ -131,6 +149,14 @@ public final class TpcbWorkload {
                 throw e;
             }
             finish(connection(), "COMMIT PREPARED " + gid);
+        }
+
+        private String storeOnFirst(String id) throws SQLException {
+            journalOnFirst.setString(1, id);
+            try (ResultSet rs = journalOnFirst.executeQuery()) {
+                rs.next();
+                return rs.getString(1);
+            }
         }
 
         private static void finish(Connection c, String sql) throws SQLException {

@@ -39,6 +39,20 @@ class MainTest {
     }
 
     @Test
+    void benchFloorStoresEachTransactionsCapturedRowsOnBothNodes() {
+        Run bench = lockstep("bench", "--clients", "2", "--seconds", "2", "--warmup", "0", "--scale", "1", "--target", "floor",
+                "--capture", "row");
+        assertThat(bench.code()).as(bench.out() + bench.err()).isZero();
+        java.util.regex.Matcher tx = java.util.regex.Pattern.compile("bench target=floor clients=2 seconds=2 tx=([1-9][0-9]*) tps=")
+                .matcher(bench.out());
+        assertThat(tx.find()).as(bench.out()).isTrue();
+        // Without warm-up every committed transaction left one journal record on each node.
+        assertThat(bench.out()).contains("bench: floor capture triggers (capture=row) on 4 tables")
+                .contains("bench floor journal records first=" + tx.group(1) + " second=" + tx.group(1))
+                .containsPattern("bench ratio clients=2 floor/direct=[0-9.]+");
+    }
+
+    @Test
     void badCommandLinesExitWithTheUsageCodeAndSayWhy() {
         Run clients = lockstep("bench", "--clients", "0");
         assertThat(clients.code()).isEqualTo(Main.USAGE);
