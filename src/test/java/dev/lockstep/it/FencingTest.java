@@ -29,6 +29,15 @@ class FencingTest extends OnTwoNodes {
         });
     }
 
+    /** A started-and-stopped partnership whose nodes hold the mirrored table {@code t (id int PRIMARY KEY)}. */
+    private TwoNodes.Pair pairWithTableT(String name) throws Exception {
+        TwoNodes.Pair pair = nodes.newPair(name);
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+        }
+        return pair;
+    }
+
     private static boolean roleChangeIsWaiting(TwoNodes.Pair pair) throws SQLException {
         try (Connection p = pair.principal()) {
             return (Boolean) value(p, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
@@ -127,10 +136,7 @@ class FencingTest extends OnTwoNodes {
      */
     @Test
     void aCommitThatBypassesTheProtocolIsRefusedAndLeavesNothing() throws Exception {
-        TwoNodes.Pair pair = nodes.newPair("guard");
-        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
-        }
+        TwoNodes.Pair pair = pairWithTableT("guard");
         try (Connection p = pair.principal(); Statement st = p.createStatement()) {
             st.execute("SET lockstep.epoch = '1'");
             p.setAutoCommit(false);
@@ -163,10 +169,7 @@ class FencingTest extends OnTwoNodes {
 
     @Test
     void aPreparedTransactionHoldsOffTheEpochChangeUntilItIsSettled() throws Exception {
-        TwoNodes.Pair pair = nodes.newPair("fence");
-        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
-        }
+        TwoNodes.Pair pair = pairWithTableT("fence");
         try (Connection p = pair.principal(); Statement st = p.createStatement()) {
             st.execute("SET lockstep.epoch = '1'");
             st.execute("BEGIN");
@@ -203,10 +206,7 @@ class FencingTest extends OnTwoNodes {
 
     @Test
     void writesThatBypassTheCoordinatorAreRefused() throws Exception {
-        TwoNodes.Pair pair = nodes.newPair("fence");
-        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
-            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
-        }
+        TwoNodes.Pair pair = pairWithTableT("fence");
         for (boolean principal : new boolean[] {true, false}) {
             try (Connection direct = principal ? pair.principal() : pair.mirror(); Statement st = direct.createStatement()) {
                 assertThatThrownBy(() -> st.executeUpdate("INSERT INTO t VALUES (1)"))
