@@ -38,6 +38,14 @@ class FencingTest extends OnTwoNodes {
         return pair;
     }
 
+    private static void assertTableTEmptyOnBothAndNothingPrepared(TwoNodes.Pair pair) throws SQLException {
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(0L);
+            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(0L);
+            assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
+        }
+    }
+
     private static boolean roleChangeIsWaiting(TwoNodes.Pair pair) throws SQLException {
         try (Connection p = pair.principal()) {
             return (Boolean) value(p, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
@@ -159,11 +167,9 @@ class FencingTest extends OnTwoNodes {
             p.setAutoCommit(true);
             st.execute("ROLLBACK PREPARED 'guard-test-2'");
         }
-        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
-            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(0L);
-            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(0L);
+        assertTableTEmptyOnBothAndNothingPrepared(pair);
+        try (Connection p = pair.principal()) {
             assertThat(value(p, "SELECT count(*) FROM lockstep.journal WHERE gid LIKE 'guard-test%'")).isEqualTo(0L);
-            assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
         }
     }
 
@@ -197,11 +203,7 @@ class FencingTest extends OnTwoNodes {
                     .hasMessageContaining("mirror node node-b").hasMessageContaining("fenced")
                     .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
         }
-        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
-            assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(0L);
-            assertThat(value(m, "SELECT count(*) FROM t")).isEqualTo(0L);
-            assertThat(TwoNodes.lockstepPrepared(p)).isEmpty();
-        }
+        assertTableTEmptyOnBothAndNothingPrepared(pair);
     }
 
     @Test
