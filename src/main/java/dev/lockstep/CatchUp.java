@@ -46,7 +46,7 @@ final class CatchUp {
      */
     static final java.time.Duration MAX_STEP_TIME = java.time.Duration.ofMillis(1600);
     static final int STEPS_TO_GAIN = 3;
-    private static final String LOCK_NOT_AVAILABLE = "55P03";
+    private static final String LOCK_NOT_AVAILABLE = SqlStates.LOCK_NOT_AVAILABLE;
 
 
     private final Coordinator coordinator;

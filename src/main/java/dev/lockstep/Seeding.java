@@ -9,6 +9,7 @@ import dev.lockstep.core.CatchUpPlan;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.core.RoleChanges;
+import dev.lockstep.jdbc.SqlStates;
 import dev.lockstep.witness.WitnessStore;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -94,22 +95,36 @@ final class Seeding {
      * joins at the principal's epoch, and the partnership records it behind and marked for
      * seeding, so that nothing commits in lockstep on it before it is seeded.
      *
+     * <p>A blank mirror left as it is would count as synchronized wherever the partnership's
+     * record says so (a replaced mirror database, say), and could be promoted empty; so a start
+     * that cannot enrol it is refused.
+     *
      * @return true when the mirror was enrolled for seeding
+     * @throws SQLException 55000 when the mirror is blank but could not be enrolled; nothing changed
      */
     static boolean enrolBlankMirror(LockstepConfig config, NodeConfig principalNode, NodeConfig mirrorNode, long epoch,
                                     WitnessStore witness) throws SQLException {
         try (Connection p = Coordinator.connectDirect(config, principalNode);
              Connection m = Coordinator.connectDirect(config, mirrorNode)) {
-            // Under the catch-up claim (released when p closes): a coordinator that finds it taken
-            // leaves enrolment and seeding to the one that holds it, instead of marking the mirror
-            // again while it is seeded, which would seed it a second time afterwards.
-            if (!JournalReplay.claim(p, config.partnership()) || !SeedMark.blank(m) || SeedMark.blank(p)) {
+            if (!SeedMark.blank(m) || SeedMark.blank(p)) {
+                return false;
+            }
+            // Under the catch-up claim (released when p closes), which a journal trim or a
+            // catch-up holds for a moment: a coordinator that seeds the mirror enrols it first, so
+            // one that waited finds it enrolled and leaves the seed to it, instead of marking the
+            // mirror again, which would seed it a second time afterwards.
+            if (!JournalReplay.claimWithin(p, config.partnership(), config.remoteCallTimeout())) {
+                throw notEnrolled(config, principalNode, mirrorNode, "another coordinator held the partnership's catch-up claim"
+                        + " on the principal for longer than remoteCallTimeout (" + config.remoteCallTimeout().toMillis() + " ms)");
+            }
+            if (!SeedMark.blank(m)) {
                 return false;
             }
             if (witness != null) {
                 PartnershipRecord r = witness.read(config.partnership()).record();
                 if (r.epoch() != epoch || !r.mirror().equals(mirrorNode.name())) {
-                    return false;
+                    throw notEnrolled(config, principalNode, mirrorNode, "the witness records epoch " + r.epoch() + " with mirror "
+                            + r.mirror() + ", the principal epoch " + epoch);
                 }
                 if (r.state() == MirroringState.SYNCHRONIZED || r.state() == MirroringState.SYNCHRONIZING) {
                     RoleChanges.Result lost = RoleChanges.mirrorLost(r);
@@ -125,7 +140,8 @@ final class Seeding {
             p.setAutoCommit(true);
             String why = "mirror " + mirrorNode.name() + " is a new, blank node: seeding it";
             if (!SeedMark.mark(p, epoch, true)) {
-                return false;
+                throw notEnrolled(config, principalNode, mirrorNode, "node " + principalNode.name()
+                        + " stopped being principal at epoch " + epoch);
             }
             if (witness != null) {
                 witness.markMirrorForSeeding(config.partnership(), epoch, why, config.coordinatorId());
@@ -134,6 +150,12 @@ final class Seeding {
             LOG.warn("lockstep: partnership {}: {} (principal {} at epoch {})", config.partnership(), why, principalNode.name(), epoch);
             return true;
         }
+    }
+
+    private static SQLException notEnrolled(LockstepConfig config, NodeConfig principalNode, NodeConfig mirrorNode, String why) {
+        return SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership() + " cannot start: mirror "
+                + mirrorNode.name() + " is a new, blank node beside principal " + principalNode.name() + " and was not enrolled"
+                + " for seeding: " + why + "; retry the start", null);
     }
 
     private static void mark(LockstepConfig config, WitnessStore witness, Connection principal, Coordinator.Topology t,

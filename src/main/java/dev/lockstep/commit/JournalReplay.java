@@ -1,5 +1,7 @@
 package dev.lockstep.commit;
 
+import dev.lockstep.jdbc.SqlStates;
+
 import java.sql.Array;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -79,12 +81,42 @@ public final class JournalReplay {
      */
     public static boolean claim(Connection principal, String partnership) throws SQLException {
         try (PreparedStatement ps = principal.prepareStatement("SELECT pg_try_advisory_lock(hashtextextended(?, 0))")) {
-            ps.setString(1, "lockstep.catch-up:" + partnership);
+            ps.setString(1, claimName(partnership));
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
                 return rs.getBoolean(1);
             }
         }
+    }
+
+    /**
+     * As {@link #claim}, waiting up to {@code wait} for another session to release it.
+     *
+     * @param principal a connection to the principal, autocommit on
+     * @return false when another session still held it after {@code wait}
+     */
+    public static boolean claimWithin(Connection principal, String partnership, Duration wait) throws SQLException {
+        try (Statement st = principal.createStatement()) {
+            st.execute("SET lock_timeout = '" + Math.max(1, wait.toMillis()) + "ms'");
+        }
+        try (PreparedStatement ps = principal.prepareStatement("SELECT pg_advisory_lock(hashtextextended(?, 0))")) {
+            ps.setString(1, claimName(partnership));
+            ps.executeQuery().close();
+            return true;
+        } catch (SQLException e) {
+            if (!SqlStates.LOCK_NOT_AVAILABLE.equals(e.getSQLState())) {
+                throw e;
+            }
+            return false;
+        } finally {
+            try (Statement st = principal.createStatement()) {
+                st.execute("RESET lock_timeout");
+            }
+        }
+    }
+
+    private static String claimName(String partnership) {
+        return "lockstep.catch-up:" + partnership;
     }
 
     /** How many of the partnership's transactions the node holds prepared (in doubt). */

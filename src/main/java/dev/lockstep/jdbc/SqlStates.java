@@ -25,6 +25,8 @@ public final class SqlStates {
     public static final String NO_TRANSACTION = "25P01";
     /** A statement was cancelled: here, by a deadline of Lockstep's own. */
     public static final String QUERY_CANCELED = "57014";
+    /** A lock was not granted in time (lock_not_available): the node was busy, nothing changed. */
+    public static final String LOCK_NOT_AVAILABLE = "55P03";
 
     private SqlStates() {
     }

@@ -5,6 +5,8 @@ import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
 import dev.lockstep.NodeConfig;
 import dev.lockstep.VerifyReport;
+import dev.lockstep.commit.JournalReplay;
+import dev.lockstep.commit.SeedMark;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.events.LockstepEvent;
 import dev.lockstep.core.PartnershipRecord;
@@ -16,6 +18,8 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -25,6 +29,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 
 import static dev.lockstep.it.TwoNodes.rows;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 /** A brand-new, empty mirror is seeded online from the principal while the application keeps writing. */
@@ -283,6 +288,55 @@ class SeedingTest extends OnTwoNodesAndWitness {
                     .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
             assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isFalse();
             assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(15).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
+        }
+    }
+
+    /**
+     * A coordinator starts with a new, blank mirror (a replaced database under the same node name,
+     * which the witness still records SYNCHRONIZED) while the partnership's catch-up claim is held
+     * (by another coordinator's journal trim or catch-up). Held for longer than remoteCallTimeout,
+     * the start is refused and nothing changes; held for a moment, the start waits for it, then
+     * enrols and seeds the mirror. Before, it started without enrolling it: the empty mirror
+     * counted as synchronized.
+     */
+    @Test
+    void aCoordinatorStartingWhileTheCatchUpClaimIsHeldWaitsForItOrRefusesToStart() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("seedclaim");
+        LockstepConfig first = config(pair);
+        fourTables(first);
+        String fresh = nodes.b().createDatabase("seedclaim_fresh");
+        LockstepConfig second = first.toBuilder()
+                .mirror(NodeConfig.of("node-b", nodes.b().jdbcUrl(fresh), nodes.b().user(), nodes.b().password())).build();
+        CompletableFuture<LockstepDataSource> starting;
+        try (Connection holder = pair.principal(); Connection m = nodes.b().connectDirect(fresh)) {
+            assertThat(JournalReplay.claim(holder, pair.partnership())).isTrue();
+            LockstepConfig impatient = second.toBuilder().remoteCallTimeout(Duration.ofMillis(300)).build();
+            assertThatThrownBy(() -> LockstepDataSource.start(impatient)).isInstanceOf(SQLException.class)
+                    .hasMessageContaining("mirror node-b is a new, blank node").hasMessageContaining("catch-up claim")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("55000");
+            assertThat(SeedMark.blank(m)).isTrue();
+            assertThat(record(pair).state()).isEqualTo(MirroringState.SYNCHRONIZED);
+
+            starting = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return LockstepDataSource.start(second);
+                } catch (SQLException e) {
+                    throw new CompletionException(e);
+                }
+            });
+            await().atMost(Duration.ofSeconds(20)).until(() -> starting.isDone() || claimAwaited(pair));
+            assertThat(starting).as("the start waits for the claim").isNotDone();
+        }
+        try (LockstepDataSource ds = starting.get(60, TimeUnit.SECONDS)) {
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().verify().identical());
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
+        }
+    }
+
+    private static boolean claimAwaited(TwoNodes.Pair pair) throws SQLException {
+        try (Connection p = pair.principal()) {
+            return (Boolean) TwoNodes.value(p, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)");
         }
     }
 
