@@ -106,18 +106,20 @@ final class Seeding {
                                     WitnessStore witness) throws SQLException {
         try (Connection p = Coordinator.connectDirect(config, principalNode);
              Connection m = Coordinator.connectDirect(config, mirrorNode)) {
-            if (!SeedMark.blank(m) || SeedMark.blank(p)) {
+            // Marked on the principal: enrolled already and recorded behind, its seed pending or
+            // under way (the mirror stays blank until the copy commits).
+            if (!SeedMark.blank(m) || SeedMark.blank(p) || SeedMark.marked(p)) {
                 return false;
             }
             // Under the catch-up claim (released when p closes), which a journal trim or a
-            // catch-up holds for a moment: a coordinator that seeds the mirror enrols it first, so
-            // one that waited finds it enrolled and leaves the seed to it, instead of marking the
-            // mirror again, which would seed it a second time afterwards.
+            // catch-up holds for a moment: a coordinator that enrols the mirror marks it under the
+            // claim, so one that waited finds it marked and leaves the seed to it, instead of
+            // marking it again, which would seed it a second time afterwards.
             if (!JournalReplay.claimWithin(p, config.partnership(), config.remoteCallTimeout())) {
                 throw notEnrolled(config, principalNode, mirrorNode, "another coordinator held the partnership's catch-up claim"
                         + " on the principal for longer than remoteCallTimeout (" + config.remoteCallTimeout().toMillis() + " ms)");
             }
-            if (!SeedMark.blank(m)) {
+            if (!SeedMark.blank(m) || SeedMark.marked(p)) {
                 return false;
             }
             if (witness != null) {

@@ -125,7 +125,7 @@ class CatchUpTest extends OnTwoNodesAndWitness {
                 long failuresAtReturn = writers.failures();
                 int atReturn = writers.count();
                 await().ignoreExceptions().atMost(Duration.ofSeconds(90)).pollInterval(Duration.ofMillis(100))
-                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
                 assertThat(writers.count()).isGreaterThan(atReturn);
                 writers.stop();
                 assertThat(writers.failures()).as("%s", writers.failureMessages()).isEqualTo(failuresAtReturn);

@@ -96,7 +96,7 @@ class RetentionTest extends OnTwoNodesAndWitness {
                     nodes.b().restart();
                 }
                 await().ignoreExceptions().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(100))
-                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                        .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
                 writers.stop();
                 CatchUpResult result = ds.partnership().lastCatchUp().orElseThrow();
                 assertThat(result.seeded()).isFalse();

@@ -170,8 +170,9 @@ class SeedingTest extends OnTwoNodesAndWitness {
             assertThat(TwoNodes.acknowledged(ds, "INSERT INTO parent VALUES (4)")).isTrue();
 
             ms.execute("DROP TABLE mirror_notes");
+            // The catch-up records SYNCHRONIZED before it reports its result.
             await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
-                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
             assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
             assertThat(TwoNodes.value(m, "SELECT count(*) FROM parent")).isEqualTo(4L);
             assertThat(ds.partnership().verify().identical()).isTrue();
@@ -212,8 +213,9 @@ class SeedingTest extends OnTwoNodesAndWitness {
             } finally {
                 nodes.b().proxy().heal();
             }
+            // The catch-up records SYNCHRONIZED before it reports its result.
             await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
-                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
             assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
             assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(20).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
             assertThat(ds.partnership().verify().identical()).isTrue();
@@ -251,8 +253,9 @@ class SeedingTest extends OnTwoNodesAndWitness {
             assertThat(TwoNodes.value(m, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).isEqualTo(0L);
 
             ms.execute("DROP EVENT TRIGGER slow_ddl");
+            // The catch-up records SYNCHRONIZED before it reports its result.
             await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
-                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
             assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
             assertThat(ds.partnership().verify().identical()).isTrue();
         }
@@ -284,8 +287,9 @@ class SeedingTest extends OnTwoNodesAndWitness {
             } finally {
                 nodes.b().proxy().heal();
             }
+            // The catch-up records SYNCHRONIZED before it reports its result.
             await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
-                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
             assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isFalse();
             assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(15).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
         }
@@ -329,7 +333,8 @@ class SeedingTest extends OnTwoNodesAndWitness {
         }
         try (LockstepDataSource ds = starting.get(60, TimeUnit.SECONDS)) {
             await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
-                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().verify().identical());
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent()
+                            && ds.partnership().verify().identical());
             assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
         }
     }
