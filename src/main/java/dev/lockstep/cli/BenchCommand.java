@@ -234,7 +234,8 @@ public final class BenchCommand {
                     options.scale(), journal), options.seed());
             Run run = new Run(target, clients, warmUpAndRun(runner));
             if (journal) {
-                out.println("bench floor journal records first=" + journalRecords(a) + " second=" + journalRecords(b));
+                out.println("bench floor journal records so far (warm-ups and earlier runs included) first=" + journalRecords(a)
+                        + " second=" + journalRecords(b));
             }
             return run;
         }

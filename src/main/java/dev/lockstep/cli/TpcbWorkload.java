@@ -114,7 +114,6 @@ public final class TpcbWorkload {
         private final TpcbClient onSecond;
         private final PreparedStatement journalOnFirst;
         private final PreparedStatement journalOnSecond;
-        private long prepared;
 
         TwoNodeClient(Connection first, Connection second, int scale, boolean journal) throws SQLException {
             super(first);
@@ -128,7 +127,8 @@ public final class TpcbWorkload {
         @Override
         public void transaction(SplittableRandom random) throws SQLException {
             Change change = Change.next(random, onFirst.scale);
-            String id = "bench-two-" + System.identityHashCode(this) + "-" + (++prepared);
+            // Unique across clients and runs: it keys the floor's journal, which keeps every run's records.
+            String id = "bench-two-" + java.util.UUID.randomUUID();
             String gid = "'" + id + "'";
             onFirst.run(change, true);
             String changes = journalOnFirst == null ? null : storeOnFirst(id);

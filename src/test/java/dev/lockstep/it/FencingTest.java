@@ -146,6 +146,8 @@ class FencingTest extends OnTwoNodes {
     void aCommitThatBypassesTheProtocolIsRefusedAndLeavesNothing() throws Exception {
         TwoNodes.Pair pair = pairWithTableT("guard");
         try (Connection p = pair.principal(); Statement st = p.createStatement()) {
+            // The CREATE TABLE went through the protocol: collect deleted its guard row.
+            assertThat(value(p, "SELECT count(*) FROM lockstep.capture_guard")).isEqualTo(0L);
             st.execute("SET lockstep.epoch = '1'");
             p.setAutoCommit(false);
             st.executeUpdate("INSERT INTO t VALUES (1)");
