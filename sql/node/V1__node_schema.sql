@@ -112,8 +112,11 @@ DECLARE
 BEGIN
     ignored := lockstep.fence();
     -- Runs once per transaction, and again only for a write after collect, which the guard then
-    -- refuses: at once, as collect made constraints immediate, so the mark goes first.
-    ignored := set_config('lockstep.collected', '', true);
+    -- refuses: at once, as collect made constraints immediate, so the mark goes first. A first
+    -- write made by a deferred trigger that collect itself runs belongs to the change set it drains.
+    IF current_setting('lockstep.draining', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        ignored := set_config('lockstep.collected', '', true);
+    END IF;
     INSERT INTO lockstep.capture_guard DEFAULT VALUES RETURNING ctid::text INTO ignored;
     ignored := set_config('lockstep.guard', ignored, true);
     ignored := set_config('lockstep.capturing', pg_current_xact_id()::text, true);
@@ -888,10 +891,13 @@ BEGIN
     -- Deferred triggers would otherwise run at PREPARE, after the drain, and their writes would
     -- reach the principal alone: run them now, with the guard lifted so it does not refuse.
     PERFORM set_config('lockstep.collected', pg_current_xact_id()::text, true);
+    PERFORM set_config('lockstep.draining', pg_current_xact_id()::text, true);
+    SET CONSTRAINTS ALL IMMEDIATE;
+    PERFORM set_config('lockstep.draining', '', true);
+    -- After the drain: its triggers may have made the transaction's first mirrored write.
     IF nullif(current_setting('lockstep.guard', true), '') IS NOT NULL THEN
         DELETE FROM lockstep.capture_guard WHERE ctid = current_setting('lockstep.guard')::tid;
     END IF;
-    SET CONSTRAINTS ALL IMMEDIATE;
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
         RETURN;
     END IF;

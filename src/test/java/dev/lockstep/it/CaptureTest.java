@@ -169,6 +169,32 @@ class CaptureTest extends OnTwoNodes {
         }
     }
 
+    /**
+     * The transaction's only mirrored write is made at commit by a deferred trigger on a table
+     * that is not mirrored (an unlogged queue): collect runs the trigger and mirrors the write,
+     * instead of refusing the commit as one that bypassed the protocol.
+     */
+    @Test
+    void aMirroredWriteMadeOnlyByADeferredTriggerAtCommitIsMirrored() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("deferredfirst");
+        try (LockstepDataSource ds = pair.start(); Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE audit (id int PRIMARY KEY, note text)");
+            st.execute("CREATE UNLOGGED TABLE queue (id int PRIMARY KEY)");
+            st.execute("CREATE FUNCTION log_queue() RETURNS trigger LANGUAGE plpgsql AS $$"
+                    + " BEGIN INSERT INTO audit VALUES (NEW.id, 'queued ' || NEW.id); RETURN NULL; END $$");
+            st.execute("CREATE CONSTRAINT TRIGGER log_queue AFTER INSERT ON queue DEFERRABLE INITIALLY DEFERRED"
+                    + " FOR EACH ROW EXECUTE FUNCTION log_queue()");
+            c.setAutoCommit(false);
+            st.execute("INSERT INTO queue VALUES (1), (2)");
+            c.commit();
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(rows(m, "SELECT id, note FROM audit ORDER BY id")).hasSize(2)
+                    .isEqualTo(rows(p, "SELECT id, note FROM audit ORDER BY id"));
+            assertThat(value(p, "SELECT count(*) FROM lockstep.capture_guard")).isEqualTo(0L);
+        }
+    }
+
     private static void assertIdentical(TwoNodes.Pair pair) throws Exception {
         try (Connection p = pair.principal(); Connection m = pair.mirror()) {
             for (String table : new String[] {"parent", "child"}) {
