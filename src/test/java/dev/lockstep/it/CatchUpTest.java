@@ -5,6 +5,8 @@ import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.core.RoleChanges;
+import dev.lockstep.events.LockstepEvent;
 import dev.lockstep.witness.WitnessStore;
 import org.junit.jupiter.api.Test;
 
@@ -15,6 +17,7 @@ import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ThreadLocalRandom;
@@ -302,6 +305,41 @@ class CatchUpTest extends OnTwoNodesAndWitness {
             assertThat(rows(a, "SELECT role, epoch, mirroring_state FROM lockstep.node_state"))
                     .containsExactly(List.of("principal", 3L, "SYNCHRONIZED"));
             assertThat(rows(b, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 3L));
+        }
+    }
+
+    /**
+     * A resume whose coordinator died between its two writes: the witness records SYNCHRONIZING,
+     * the principal still SUSPENDED. The running coordinator catches the mirror up, both records
+     * reach SYNCHRONIZED, and no catch-up is abandoned on the way.
+     */
+    @Test
+    void aResumeRecordedOnlyAtTheWitnessIsCompletedWithoutAbandoningACatchUp() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("halfresume");
+        List<LockstepEvent.CatchUpFailed> failures = new CopyOnWriteArrayList<>();
+        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200))
+                .listener(e -> {
+                    if (e instanceof LockstepEvent.CatchUpFailed f) {
+                        failures.add(f);
+                    }
+                }).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(config); Connection p = pair.principal()) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(ds.partnership().suspend().state()).isEqualTo(MirroringState.SUSPENDED);
+            for (int id = 1; id <= 50; id++) {
+                int row = id;
+                await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + row + ")"
+                        + " ON CONFLICT DO NOTHING"));
+            }
+            PartnershipRecord suspended = record(pair);
+            assertThat(witness.store().transition(suspended, RoleChanges.resume(suspended).next(), null,
+                    "resumed by a coordinator that died before writing the principal", "gone")).isTrue();
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED
+                            && "SYNCHRONIZED".equals(TwoNodes.value(p, "SELECT mirroring_state FROM lockstep.node_state")));
+            assertThat(failures).extracting(LockstepEvent.CatchUpFailed::message).noneMatch(m -> m.contains("abandoned"));
+            assertThat(ds.partnership().verify().identical()).isTrue();
         }
     }
 
