@@ -109,6 +109,19 @@ public final class TpcbWorkload {
         }
     }
 
+    /**
+     * Runs {@code COMMIT PREPARED} or {@code ROLLBACK PREPARED}, which may not run inside a
+     * transaction, on a client connection that otherwise keeps autocommit off.
+     */
+    public static void finishPrepared(Connection c, String sql) throws SQLException {
+        c.setAutoCommit(true);
+        try (Statement st = c.createStatement()) {
+            st.execute(sql);
+        } finally {
+            c.setAutoCommit(false);
+        }
+    }
+
     private static final class TwoNodeClient extends ConnectionClient {
         private final TpcbClient onFirst;
         private final TpcbClient onSecond;
@@ -145,10 +158,10 @@ public final class TpcbWorkload {
                 onSecond.connection().commit();
             } catch (SQLException e) {
                 onSecond.connection().rollback();
-                finish(connection(), "ROLLBACK PREPARED " + gid);
+                finishPrepared(connection(), "ROLLBACK PREPARED " + gid);
                 throw e;
             }
-            finish(connection(), "COMMIT PREPARED " + gid);
+            finishPrepared(connection(), "COMMIT PREPARED " + gid);
         }
 
         private String storeOnFirst(String id) throws SQLException {
@@ -156,15 +169,6 @@ public final class TpcbWorkload {
             try (ResultSet rs = journalOnFirst.executeQuery()) {
                 rs.next();
                 return rs.getString(1);
-            }
-        }
-
-        private static void finish(Connection c, String sql) throws SQLException {
-            c.setAutoCommit(true);
-            try (Statement st = c.createStatement()) {
-                st.execute(sql);
-            } finally {
-                c.setAutoCommit(false);
             }
         }
 

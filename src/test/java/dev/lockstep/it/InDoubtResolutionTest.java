@@ -97,6 +97,15 @@ class InDoubtResolutionTest extends OnTwoNodes {
     }
 
     /**
+     * A call deadline that outlasts the slowed drain, so that only a broken link ends the commit,
+     * and an in-doubt grace no test waits out: only the coordinator's own resolution settles.
+     */
+    private static LockstepDataSource patientDataSource(TwoNodes.Pair pair) throws SQLException {
+        return LockstepDataSource.start(pair.config().remoteCallTimeout(Duration.ofSeconds(6))
+                .inDoubtGrace(Duration.ofMinutes(10)).build());
+    }
+
+    /**
      * The link to the principal breaks after {@code PREPARE TRANSACTION} was sent with the drain:
      * the principal may hold the transaction prepared, so the application must hear "outcome
      * unknown" (a retry of "rolled back" work could apply it twice), and resolution settles it.
@@ -104,9 +113,7 @@ class InDoubtResolutionTest extends OnTwoNodes {
     @Test
     void aLinkLostWhilePreparingIsOutcomeUnknownAndResolutionSettlesIt() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("preparing");
-        // The call deadline outlasts the slowed drain: only the broken link may end the commit.
-        try (LockstepDataSource ds = LockstepDataSource.start(pair.config().remoteCallTimeout(Duration.ofSeconds(6))
-                .inDoubtGrace(Duration.ofMinutes(10)).build())) {
+        try (LockstepDataSource ds = patientDataSource(pair)) {
             try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
                 st.execute("CREATE TABLE t (id int PRIMARY KEY)");
             }
@@ -144,8 +151,7 @@ class InDoubtResolutionTest extends OnTwoNodes {
     @Test
     void noMirrorConnectionAfterPrepareAndAFailedRollbackIsOutcomeUnknown() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("afterprepare");
-        try (LockstepDataSource ds = LockstepDataSource.start(pair.config().remoteCallTimeout(Duration.ofSeconds(6))
-                .inDoubtGrace(Duration.ofMinutes(10)).build())) {
+        try (LockstepDataSource ds = patientDataSource(pair)) {
             try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
                 st.execute("CREATE TABLE t (id int PRIMARY KEY)");
                 // Its call reads like a query, so the commit drains before it takes a mirror connection.

@@ -1,6 +1,7 @@
 package dev.lockstep.bench.decoding;
 
 import dev.lockstep.cli.ClientRunner;
+import dev.lockstep.cli.TpcbWorkload;
 
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -74,13 +75,13 @@ final class PrototypeClient implements ClientRunner.Client {
             mirror.commit();
         } catch (SQLException | RuntimeException | ExecutionException | TimeoutException e) {
             mirror.rollback();
-            finish("ROLLBACK PREPARED '" + gid + "'");
+            TpcbWorkload.finishPrepared(principal, "ROLLBACK PREPARED '" + gid + "'");
             throw new SQLException("decoding prototype: transaction " + gid + " rolled back: " + e.getMessage(), e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new SQLException("decoding prototype: interrupted", e);
         }
-        finish("COMMIT PREPARED '" + gid + "'");
+        TpcbWorkload.finishPrepared(principal, "COMMIT PREPARED '" + gid + "'");
     }
 
     private void applyOnMirror(String gid, List<String> lines) throws SQLException {
@@ -139,15 +140,6 @@ final class PrototypeClient implements ClientRunner.Client {
                     columns.stream().filter(c -> !c.equals(key)).map(c -> c + " = ?").toList()) + " WHERE " + key + " = ?";
             default -> throw new IllegalArgumentException("decoding prototype: TPC-B writes no " + row.kind());
         };
-    }
-
-    private void finish(String sql) throws SQLException {
-        principal.setAutoCommit(true);
-        try (Statement st = principal.createStatement()) {
-            st.execute(sql);
-        } finally {
-            principal.setAutoCommit(false);
-        }
     }
 
     @Override
