@@ -890,10 +890,11 @@ BEGIN
     END IF;
     -- Deferred triggers would otherwise run at PREPARE, after the drain, and their writes would
     -- reach the principal alone: run them now, with the guard lifted so it does not refuse.
-    PERFORM set_config('lockstep.collected', pg_current_xact_id()::text, true);
-    PERFORM set_config('lockstep.draining', pg_current_xact_id()::text, true);
+    -- Assignments, not PERFORMs (each a query through the executor): this runs on every commit.
+    entries := set_config('lockstep.collected', pg_current_xact_id()::text, true);
+    entries := set_config('lockstep.draining', pg_current_xact_id()::text, true);
     SET CONSTRAINTS ALL IMMEDIATE;
-    PERFORM set_config('lockstep.draining', '', true);
+    entries := set_config('lockstep.draining', '', true);
     -- After the drain: its triggers may have made the transaction's first mirrored write.
     IF nullif(current_setting('lockstep.guard', true), '') IS NOT NULL THEN
         DELETE FROM lockstep.capture_guard WHERE ctid = current_setting('lockstep.guard')::tid;
