@@ -88,10 +88,28 @@ CREATE UNLOGGED TABLE lockstep.capture_guard (
     xid xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
 
+-- SET CONSTRAINTS ALL IMMEDIATE in the middle of a transaction (Django's check_constraints, for
+-- one) fires this trigger early, and so does a first write while constraints are immediate. No
+-- trigger can tell such a firing from the one at commit, but commit fires deferred triggers in a
+-- loop until none is left, all within one statement: so the first uncollected firing of a
+-- statement defers the guard again with a new row, and a second firing in the same statement
+-- (the commit's loop reaching that row) refuses. Two early firings within one protocol message
+-- are refused too; that needs two SET CONSTRAINTS ALL IMMEDIATE in it.
 CREATE FUNCTION lockstep.refuse_uncollected() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    ignored text;
 BEGIN
     IF current_setting('lockstep.collected', true) IS DISTINCT FROM NEW.xid::text THEN
+        IF current_setting('lockstep.guard_deferred_at', true) IS DISTINCT FROM statement_timestamp()::text THEN
+            ignored := set_config('lockstep.guard_deferred_at', statement_timestamp()::text, true);
+            SET CONSTRAINTS lockstep.lockstep_refuse_uncollected DEFERRED;
+            INSERT INTO lockstep.capture_guard DEFAULT VALUES;
+            -- collect then deletes the transaction's guard rows by xid: this row's ctid may be
+            -- overwritten by begin_capture, which can be what fired the trigger.
+            ignored := set_config('lockstep.guard_rearmed', 'on', true);
+            RETURN NULL;
+        END IF;
         RAISE EXCEPTION 'lockstep: transaction changed mirrored tables on node % but committed outside the Lockstep commit protocol; it was rolled back so the nodes stay identical',
             (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '25006';
     END IF;
@@ -111,11 +129,14 @@ DECLARE
     ignored text;
 BEGIN
     ignored := lockstep.fence();
-    -- Runs once per transaction, and again only for a write after collect, which the guard then
-    -- refuses: at once, as collect made constraints immediate, so the mark goes first. A first
-    -- write made by a deferred trigger that collect itself runs belongs to the change set it drains.
+    -- Runs once per transaction, and again only for a write after collect, which is refused. A
+    -- first write made by a deferred trigger that collect itself runs belongs to the change set
+    -- it drains.
     IF current_setting('lockstep.draining', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
-        ignored := set_config('lockstep.collected', '', true);
+        IF current_setting('lockstep.collected', true) = pg_current_xact_id()::text THEN
+            RAISE EXCEPTION 'lockstep: transaction changed mirrored tables on node % after its changes were collected for the Lockstep commit; it was rolled back so the nodes stay identical',
+                (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '25006';
+        END IF;
     END IF;
     INSERT INTO lockstep.capture_guard DEFAULT VALUES RETURNING ctid::text INTO ignored;
     ignored := set_config('lockstep.guard', ignored, true);
@@ -896,7 +917,10 @@ BEGIN
     SET CONSTRAINTS ALL IMMEDIATE;
     entries := set_config('lockstep.draining', '', true);
     -- After the drain: its triggers may have made the transaction's first mirrored write.
-    IF nullif(current_setting('lockstep.guard', true), '') IS NOT NULL THEN
+    IF current_setting('lockstep.guard_rearmed', true) = 'on' THEN
+        -- Rare (see refuse_uncollected): a scan of a table of a few rows per open transaction.
+        DELETE FROM lockstep.capture_guard WHERE xid = pg_current_xact_id();
+    ELSIF nullif(current_setting('lockstep.guard', true), '') IS NOT NULL THEN
         DELETE FROM lockstep.capture_guard WHERE ctid = current_setting('lockstep.guard')::tid;
     END IF;
     IF current_setting('lockstep.capturing', true) IS DISTINCT FROM pg_current_xact_id()::text THEN

@@ -154,11 +154,24 @@ class FencingTest extends OnTwoNodes {
             assertThatThrownBy(p::commit).isInstanceOf(SQLException.class)
                     .hasMessageContaining("node-a").hasMessageContaining("outside the Lockstep commit protocol")
                     .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
+            // Checking constraints early (SET CONSTRAINTS ALL IMMEDIATE) does not open a way around it.
+            st.executeUpdate("INSERT INTO t VALUES (5)");
+            st.execute("SET CONSTRAINTS ALL IMMEDIATE");
+            st.executeUpdate("INSERT INTO t VALUES (6)");
+            st.execute("SET CONSTRAINTS ALL IMMEDIATE");
+            assertThatThrownBy(p::commit).isInstanceOf(SQLException.class)
+                    .hasMessageContaining("outside the Lockstep commit protocol")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
+            st.execute("SET CONSTRAINTS ALL IMMEDIATE");
+            st.executeUpdate("INSERT INTO t VALUES (7)");
+            assertThatThrownBy(() -> st.execute("PREPARE TRANSACTION 'guard-test-0'")).isInstanceOf(SQLException.class)
+                    .hasMessageContaining("outside the Lockstep commit protocol")
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
             st.executeUpdate("INSERT INTO t VALUES (2)");
             st.execute("SELECT * FROM lockstep.collect('guard-test')");
-            // collect made the transaction's constraints immediate: the late write fails at once.
+            // A write after collect would reach the principal alone: it fails at once.
             assertThatThrownBy(() -> st.executeUpdate("INSERT INTO t VALUES (3)")).isInstanceOf(SQLException.class)
-                    .hasMessageContaining("outside the Lockstep commit protocol")
+                    .hasMessageContaining("after its changes were collected")
                     .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("25006");
             p.rollback();
             // A transaction that collects and writes nothing after it still prepares: the guard

@@ -170,6 +170,41 @@ class JdbcBehaviourTest extends OnTwoNodes {
         assertMirrored(2);
     }
 
+    /** As Django's check_constraints and fixture loading do: constraints checked in the middle of a transaction. */
+    @Test
+    void setConstraintsAllImmediateInTheMiddleOfATransactionWorksAsInPlainJdbc() throws SQLException {
+        try (Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE part (id int PRIMARY KEY, item_id bigint REFERENCES item (id) DEFERRABLE INITIALLY DEFERRED)");
+            c.setAutoCommit(false);
+            // A write, then a check of the deferred constraints, then more writes.
+            st.executeUpdate("INSERT INTO part VALUES (1, 1)");
+            st.executeUpdate("INSERT INTO item (id, name) VALUES (1, 'a')");
+            st.execute("SET CONSTRAINTS ALL IMMEDIATE");
+            st.execute("SET CONSTRAINTS ALL DEFERRED");
+            st.executeUpdate("INSERT INTO item (id, name) VALUES (2, 'b')");
+            c.commit();
+            // Constraints immediate before the first write, and left so until the commit.
+            st.execute("SET CONSTRAINTS ALL IMMEDIATE");
+            st.executeUpdate("INSERT INTO item (id, name) VALUES (3, 'c')");
+            st.executeUpdate("INSERT INTO part VALUES (3, 3)");
+            st.execute("SET CONSTRAINTS ALL IMMEDIATE");
+            c.commit();
+            assertMirrored(3);
+            // The check reports a violation with its own SQLSTATE, and the rollback leaves nothing.
+            st.executeUpdate("INSERT INTO item (id, name) VALUES (4, 'd')");
+            st.executeUpdate("INSERT INTO part VALUES (4, 99)");
+            assertThatThrownBy(() -> st.execute("SET CONSTRAINTS ALL IMMEDIATE")).isInstanceOf(SQLException.class)
+                    .extracting(e -> ((SQLException) e).getSQLState()).isEqualTo("23503");
+            c.rollback();
+            c.setAutoCommit(true);
+        }
+        assertMirrored(3);
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(rows(m, "SELECT * FROM part ORDER BY id")).isEqualTo(rows(p, "SELECT * FROM part ORDER BY id")).hasSize(2);
+            assertThat(value(p, "SELECT count(*) FROM lockstep.capture_guard")).isEqualTo(0L);
+        }
+    }
+
     @Test
     void copyThroughTheUnwrappedConnectionIsMirrored() throws Exception {
         try (Connection c = ds.getConnection()) {
