@@ -85,7 +85,7 @@ final class CatchUp {
                 return null;
             }
             if (JournalReplay.preparedOn(m, config.partnership()) > 0) {
-                throw SqlStates.error(SqlStates.NOT_READY, "lockstep: mirror node " + t.mirror.name() + " of partnership "
+                throw SqlStates.transientError(SqlStates.NOT_READY, "lockstep: mirror node " + t.mirror.name() + " of partnership "
                         + config.partnership() + " holds transactions in doubt; in-doubt resolution settles them before catch-up", null);
             }
             PartnershipRecord synchronizing = begin(p, t, current);
@@ -93,7 +93,7 @@ final class CatchUp {
                 return null;
             }
             if (JournalReplay.preparedOn(p, config.partnership()) > 0) {
-                throw SqlStates.error(SqlStates.NOT_READY, "lockstep: principal " + t.principal.name() + " of partnership "
+                throw SqlStates.transientError(SqlStates.NOT_READY, "lockstep: principal " + t.principal.name() + " of partnership "
                         + config.partnership() + " holds transactions in doubt; in-doubt resolution settles them before catch-up", null);
             }
             seeded = Seeding.prepareMirror(config, witness, p, m, t) != null;
@@ -265,7 +265,7 @@ final class CatchUp {
                     + " cannot finish: " + caughtUp.refusal(), null);
         }
         if (JournalReplay.preparedOn(p, config.partnership()) > 0) {
-            throw SqlStates.error(LOCK_NOT_AVAILABLE, "lockstep: principal " + t.principal.name()
+            throw SqlStates.transientError(LOCK_NOT_AVAILABLE, "lockstep: principal " + t.principal.name()
                     + " holds transactions in doubt; the cut-over waits for their resolution", null);
         }
         long start = System.nanoTime();

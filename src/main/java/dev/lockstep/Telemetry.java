@@ -6,6 +6,7 @@ import dev.lockstep.commit.JournalBacklog;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.events.LockstepEvent;
+import dev.lockstep.jdbc.SqlStates;
 import dev.lockstep.events.LockstepEvent.FailoverKind;
 import dev.lockstep.events.LockstepEvent.Threshold;
 import dev.lockstep.events.LockstepListener;
@@ -24,6 +25,7 @@ import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
@@ -59,6 +61,7 @@ final class Telemetry implements CommitTimings, AutoCloseable {
     private volatile long catchUpReplayed;
     private volatile boolean freshCatchUp;
     private volatile Duration catchUpEstimate;
+    private final AtomicInteger catchUpFailuresInARow = new AtomicInteger();
     private long replayedAtLastObservation;
     private long lastObservationNanos;
     private MirroringState lastState;
@@ -160,11 +163,22 @@ final class Telemetry implements CommitTimings, AutoCloseable {
     void catchUpFailed(String mirror, Exception failure) {
         catchUpEstimate = null;
         String sqlState = failure instanceof java.sql.SQLException sql ? sql.getSQLState() : null;
-        emit(new LockstepEvent.CatchUpFailed(partnership, clock.instant(), mirror, sqlState, String.valueOf(failure.getMessage())));
+        emit(new LockstepEvent.CatchUpFailed(partnership, clock.instant(), mirror, sqlState, String.valueOf(failure.getMessage()),
+                clearsByItself(failure, sqlState), catchUpFailuresInARow.incrementAndGet()));
+    }
+
+    /**
+     * Transactions in doubt awaiting resolution (marked transient where raised), a principal
+     * too busy for the cut-over's lock (55P03), the partnership changing under the catch-up (40001).
+     */
+    private static boolean clearsByItself(Exception failure, String sqlState) {
+        return failure instanceof java.sql.SQLTransientException
+                || SqlStates.LOCK_NOT_AVAILABLE.equals(sqlState) || SqlStates.SERIALIZATION_FAILURE.equals(sqlState);
     }
 
     /** This coordinator's catch-up finished. */
     void catchUpFinished(CatchUpResult result) {
+        catchUpFailuresInARow.set(0);
         catchUpEstimate = null;
         emit(new LockstepEvent.CatchUpFinished(partnership, clock.instant(), result));
     }

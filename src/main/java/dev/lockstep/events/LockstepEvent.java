@@ -77,15 +77,21 @@ public sealed interface LockstepEvent {
      * A catch-up or seeding of the mirror by this coordinator failed; it is retried a few
      * heartbeats later. Raised on each failed attempt, so that a mirror kept from catching up by
      * something that needs an operator (a table that blocks seeding, a full disk) is noticed.
+     * Some failures are routine and clear by themselves: transactions in doubt that resolution is
+     * about to settle, a principal too busy for the cut-over, the partnership changing under the
+     * catch-up (a suspend, say). Those are marked {@code transientFailure}; an alert can wait until
+     * {@code failuresInARow} shows that they persist.
      *
-     * @param partnership partnership
-     * @param at          when
-     * @param mirror      the mirror node
-     * @param sqlState    the failure's SQLSTATE, or null
-     * @param message     the failure, naming the node and what was refused
+     * @param partnership      partnership
+     * @param at               when
+     * @param mirror           the mirror node
+     * @param sqlState         the failure's SQLSTATE, or null
+     * @param message          the failure, naming the node and what was refused
+     * @param transientFailure whether the failure is of a kind that clears without an operator
+     * @param failuresInARow   failed attempts since this coordinator's last finished catch-up, this one included
      */
-    record CatchUpFailed(String partnership, Instant at, String mirror, String sqlState, String message)
-            implements LockstepEvent {
+    record CatchUpFailed(String partnership, Instant at, String mirror, String sqlState, String message,
+                         boolean transientFailure, int failuresInARow) implements LockstepEvent {
     }
 
     /**

@@ -37,6 +37,15 @@ public final class SqlStates {
     }
 
     /**
+     * A new exception for a state expected to clear by itself, such as transactions in doubt that
+     * resolution is about to settle: a {@link java.sql.SQLTransientException}, so that callers can
+     * tell it from one that needs an operator.
+     */
+    public static SQLException transientError(String sqlState, String message, Throwable cause) {
+        return new java.sql.SQLTransientException(message, sqlState, cause);
+    }
+
+    /**
      * Whether the failure says the link to the node is gone: a connection exception (class 08),
      * or the server shutting down or crashing under the session (57P01-57P03).
      */

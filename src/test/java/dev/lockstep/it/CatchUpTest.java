@@ -343,6 +343,49 @@ class CatchUpTest extends OnTwoNodesAndWitness {
         }
     }
 
+    /**
+     * A transaction another coordinator left prepared on the mirror holds catch-up back until
+     * in-doubt resolution settles it. The failed attempts meanwhile are reported as transient,
+     * counted in a row, and the catch-up then finishes by itself.
+     */
+    @Test
+    void transactionsInDoubtHoldCatchUpBackWithTransientFailuresUntilResolutionSettlesThem() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("doubtwait");
+        List<LockstepEvent.CatchUpFailed> failures = new CopyOnWriteArrayList<>();
+        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).remoteCallTimeout(Duration.ofSeconds(1)).connectTimeout(Duration.ofSeconds(1))
+                .inDoubtGrace(Duration.ofSeconds(4))
+                .listener(e -> {
+                    if (e instanceof LockstepEvent.CatchUpFailed f) {
+                        failures.add(f);
+                    }
+                }).build();
+        String leftOver = "lockstep:" + pair.partnership() + ":1:gone:1";
+        try (LockstepDataSource ds = LockstepDataSource.start(config); Connection m = pair.mirror();
+             Statement ms = m.createStatement()) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(ds.partnership().suspend().state()).isEqualTo(MirroringState.SUSPENDED);
+            for (int id = 1; id <= 20; id++) {
+                int row = id;
+                await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + row + ")"
+                        + " ON CONFLICT DO NOTHING"));
+            }
+            ms.execute("BEGIN");
+            ms.execute("PREPARE TRANSACTION '" + leftOver + "'");
+            assertThat(ds.partnership().resume().state()).isEqualTo(MirroringState.SYNCHRONIZING);
+            await().atMost(Duration.ofSeconds(30)).until(() -> !failures.isEmpty());
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
+            assertThat(failures).anySatisfy(f -> assertThat(f.message()).contains("in doubt").contains("node-b"));
+            assertThat(failures).allSatisfy(f -> assertThat(f.transientFailure()).as(f.message()).isTrue());
+            assertThat(failures).extracting(LockstepEvent.CatchUpFailed::failuresInARow)
+                    .containsExactlyElementsOf(java.util.stream.IntStream.rangeClosed(1, failures.size()).boxed().toList());
+            assertThat(TwoNodes.lockstepPrepared(m)).isEmpty();
+            assertThat(Writers.ids(m)).hasSize(20);
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
+
     /** SET PARTNER SUSPEND / RESUME: suspended survives a coordinator restart; resume catches up. */
     @Test
     void suspendSurvivesACoordinatorRestartAndResumeReturnsToSynchronized() throws Exception {

@@ -161,6 +161,8 @@ class SeedingTest extends OnTwoNodesAndWitness {
             LockstepEvent.CatchUpFailed failure = failures.get(0);
             assertThat(failure.mirror()).isEqualTo("node-b");
             assertThat(failure.sqlState()).isEqualTo("0A000");
+            assertThat(failure.transientFailure()).as("a table in the way needs an operator").isFalse();
+            assertThat(failure.failuresInARow()).isEqualTo(1);
             assertThat(failure.message()).contains("seeding mirror node node-b failed, nothing changed on it")
                     .contains("mirror_notes");
             assertThat(record(pair).state()).isNotEqualTo(MirroringState.SYNCHRONIZED);
