@@ -93,8 +93,11 @@ class DivergenceTest extends OnTwoNodesAndWitness {
             }
             assertThat(expectedKeys).hasSizeGreaterThanOrEqualTo(aloneAcknowledged.size());
             assertThat(ds.partnership().resume().state()).isEqualTo(MirroringState.SYNCHRONIZING);
+            // The catch-up records SYNCHRONIZED before it reports its result, which replaces an
+            // earlier catch-up's: wait for a seeding one.
             await().ignoreExceptions().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(100))
-                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED);
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED
+                            && ds.partnership().lastCatchUp().filter(r -> r.seeded()).isPresent());
 
             List<DivergentTransaction> report = ds.partnership().divergenceReport();
             assertThat(report).extracting(d -> List.<Object>of(d.epoch(), d.seq()))
