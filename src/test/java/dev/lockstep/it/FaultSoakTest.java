@@ -22,13 +22,15 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 /**
- * Random faults, one after another, under 4 writers, for {@code -Dlockstep.soak.seconds=N}:
- * SIGKILL, SIGSTOP, a dropped or black-holed link of either partner, the witness killed, the
- * coordinator restarted; a third of them followed by a partner killed again during the recovery.
- * After each fault is repaired the partnership must be SYNCHRONIZED again
- * by itself, every acknowledged insert present on the principal, nothing left prepared and both
- * nodes identical. The suite runs it for 45 s (pom.xml); a longer soak, with the seed a failing
- * run printed: {@code mvn test -Dtest=FaultSoakTest -Dlockstep.soak.seconds=600 [-Dlockstep.soak.seed=S]}.
+ * Random faults, one after another, against two coordinators (two data sources, as two instances
+ * of an application) that carry 3 writers of unique inserts and one of transfers between hot
+ * accounts. The faults: SIGKILL, SIGSTOP, a dropped or black-holed link of either partner (cut for
+ * both coordinators), the witness killed, a coordinator restarted; a third of them followed by a
+ * partner killed again, for up to 3 s, during the recovery. After each, the partnership must be
+ * SYNCHRONIZED again by itself, every acknowledged insert present on the principal, the total
+ * balance unchanged, nothing left prepared and both nodes identical. The suite runs it for 45 s
+ * (pom.xml); a longer soak, repeating a failing run's printed seed if wanted:
+ * {@code mvn test -Dtest=FaultSoakTest -Dlockstep.soak.seconds=600 [-Dlockstep.soak.seed=S]}.
  */
 @EnabledIfSystemProperty(named = "lockstep.soak.seconds", matches = "\\d+")
 class FaultSoakTest extends OnTwoNodesAndWitness {
@@ -42,6 +44,9 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
         /** Kills of a partner during the recovery from a first fault: not drawn first. */
         SECOND_KILL_PRINCIPAL, SECOND_KILL_MIRROR
     }
+
+    private static final int ACCOUNTS = 10;
+    private static final long BALANCE = 1_000;
 
     private TwoNodes.Pair pair;
     private LockstepConfig config;
@@ -57,37 +62,46 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 .heartbeatInterval(Duration.ofMillis(200)).build();
         Map<Fault, Integer> done = new EnumMap<>(Fault.class);
         Set<Long> acknowledged = new HashSet<>();
+        long transfersDone = 0;
         long deadline = System.nanoTime() + Duration.ofSeconds(seconds).toNanos();
-        LockstepDataSource ds = LockstepDataSource.start(config);
+        // Two coordinators, as two instances of an application would run.
+        LockstepDataSource[] sources = {LockstepDataSource.start(config), LockstepDataSource.start(config)};
         try {
-            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(TwoNodes.acknowledged(sources[0], "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(TwoNodes.acknowledged(sources[0], "CREATE TABLE account (id int PRIMARY KEY, balance bigint NOT NULL)")).isTrue();
+            assertThat(TwoNodes.acknowledged(sources[0], "INSERT INTO account SELECT g, " + BALANCE + " FROM generate_series(1, "
+                    + ACCOUNTS + ") g")).isTrue();
             for (int cycle = 1; System.nanoTime() < deadline; cycle++) {
                 Fault fault = Fault.values()[random.nextInt(Fault.SECOND_KILL_PRINCIPAL.ordinal())];
                 long started = System.nanoTime();
-                Writers writers = Writers.start(ds, 4, cycle * 10_000_000L);
+                Load load = new Load(sources, cycle * 10_000_000L);
                 try {
-                    await().atMost(Duration.ofSeconds(60)).until(() -> writers.count() >= 50);
-                    ds = inject(fault, ds, writers);
+                    await().atMost(Duration.ofSeconds(60)).until(() -> load.inserted() >= 50 && load.transfers.done() >= 10);
+                    inject(fault, sources, load, random);
                 } finally {
-                    writers.stop();
+                    load.stop();
                 }
-                acknowledged.addAll(writers.acknowledged());
+                acknowledged.addAll(load.acknowledged());
+                transfersDone += load.transfers.done();
                 if (random.nextInt(3) == 0) {
                     fault = secondFaultDuringRecovery(random);
                 }
-                settledAndIdentical(ds, acknowledged, fault, cycle);
+                settledAndIdentical(sources[0], acknowledged, fault, cycle);
                 done.merge(fault, 1, Integer::sum);
-                System.out.printf("soak: cycle %d %s ok in %.1f s; %d acknowledged so far, %d failed attempts this cycle%n",
-                        cycle, fault, (System.nanoTime() - started) / 1e9, acknowledged.size(), writers.failures());
+                System.out.printf("soak: cycle %d %s ok in %.1f s; %d inserts and %d transfers acknowledged so far,"
+                        + " %d failed attempts this cycle%n", cycle, fault, (System.nanoTime() - started) / 1e9,
+                        acknowledged.size(), transfersDone, load.failures());
             }
         } finally {
-            ds.close();
+            for (LockstepDataSource ds : sources) {
+                ds.close();
+            }
         }
-        System.out.printf("soak: seed=%d faults=%s acknowledged=%d lost=0%n", seed, done, acknowledged.size());
+        System.out.printf("soak: seed=%d faults=%s inserts=%d transfers=%d lost=0%n", seed, done, acknowledged.size(), transfersDone);
     }
 
-    /** Injects the fault, waits for its effect, repairs it; returns the data source to go on with. */
-    private LockstepDataSource inject(Fault fault, LockstepDataSource ds, Writers writers) throws Exception {
+    /** Injects the fault, waits for its effect and repairs it; a restarted coordinator replaces its data source. */
+    private void inject(Fault fault, LockstepDataSource[] sources, Load load, Random random) throws Exception {
         PartnershipRecord before = record();
         PgNode principal = node(before.principal());
         PgNode mirror = node(before.mirror());
@@ -103,7 +117,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
             case KILL_MIRROR -> {
                 mirror.kill();
                 try {
-                    awaitExposedProgress(writers);
+                    awaitExposedProgress(load);
                 } finally {
                     mirror.restart();
                 }
@@ -119,7 +133,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
             case FREEZE_MIRROR -> {
                 mirror.freeze();
                 try {
-                    awaitExposedProgress(writers);
+                    awaitExposedProgress(load);
                 } finally {
                     mirror.thaw();
                 }
@@ -135,7 +149,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
             case PARTITION_MIRROR, BLACKHOLE_MIRROR -> {
                 cut(mirror, fault == Fault.BLACKHOLE_MIRROR);
                 try {
-                    awaitExposedProgress(writers);
+                    awaitExposedProgress(load);
                 } finally {
                     mirror.proxy().heal();
                 }
@@ -144,27 +158,23 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 witness.node().kill();
                 try {
                     // The partners still reach each other: commits go on in lockstep.
-                    int at = writers.count();
-                    await().atMost(Duration.ofSeconds(60)).until(() -> writers.count() >= at + 200);
+                    int at = load.inserted();
+                    await().atMost(Duration.ofSeconds(60)).until(() -> load.inserted() >= at + 200);
                 } finally {
                     witness.node().restart();
                 }
             }
             case RESTART_COORDINATOR -> {
-                writers.stop();
-                ds.close();
-                return LockstepDataSource.start(config);
+                load.stop();
+                int which = random.nextInt(sources.length);
+                sources[which].close();
+                sources[which] = LockstepDataSource.start(config);
             }
             default -> throw new IllegalArgumentException(fault + " is not drawn first");
         }
-        return ds;
     }
 
-    /**
-     * Kills a partner again while the partnership recovers from the first fault (catching the
-     * mirror up, say), for up to 3 s, then restarts it; whatever it interrupts must still end
-     * SYNCHRONIZED, with nothing lost. Returns the fault, as a {@code SECOND_*} for the report.
-     */
+    /** Kills a partner again while the partnership recovers from the first fault; see the class comment. */
     private Fault secondFaultDuringRecovery(Random random) throws SQLException {
         boolean principal = random.nextBoolean();
         PartnershipRecord now = record();
@@ -177,6 +187,39 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
             node.restart();
         }
         return principal ? Fault.SECOND_KILL_PRINCIPAL : Fault.SECOND_KILL_MIRROR;
+    }
+
+    /** Inserts through both coordinators, transfers through the second. */
+    private static final class Load {
+        private final Writers first;
+        private final Writers second;
+        private final Transfers transfers;
+
+        Load(LockstepDataSource[] sources, long firstId) {
+            first = Writers.start(sources[0], 2, firstId);
+            second = Writers.start(sources[1], 1, firstId + 5_000_000L);
+            transfers = new Transfers(sources[1]);
+        }
+
+        int inserted() {
+            return first.count() + second.count();
+        }
+
+        Set<Long> acknowledged() {
+            Set<Long> all = new HashSet<>(first.acknowledged());
+            all.addAll(second.acknowledged());
+            return all;
+        }
+
+        long failures() {
+            return first.failures() + second.failures();
+        }
+
+        void stop() throws InterruptedException {
+            first.stop();
+            second.stop();
+            transfers.stop();
+        }
     }
 
     private static void cut(PgNode node, boolean blackhole) {
@@ -193,11 +236,11 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
         assertThat(record().principal()).isEqualTo(before.mirror());
     }
 
-    private void awaitExposedProgress(Writers writers) {
+    private void awaitExposedProgress(Load load) {
         await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100)).ignoreExceptions()
                 .until(() -> record().state() != MirroringState.SYNCHRONIZED);
-        int at = writers.count();
-        await().atMost(Duration.ofSeconds(60)).until(() -> writers.count() >= at + 50);
+        int at = load.inserted();
+        await().atMost(Duration.ofSeconds(60)).until(() -> load.inserted() >= at + 50);
     }
 
     private void settledAndIdentical(LockstepDataSource ds, Set<Long> acknowledged, Fault fault, int cycle) throws SQLException {
@@ -215,8 +258,50 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                     .containsExactly(List.of("principal", now.epoch()));
             assertThat(TwoNodes.rows(m, "SELECT role, epoch FROM lockstep.node_state"))
                     .containsExactly(List.of("mirror", now.epoch()));
+            // A transfer is all or nothing, acknowledged or not.
+            assertThat(TwoNodes.value(p, "SELECT sum(balance) FROM account")).as(where + ": total balance")
+                    .isEqualTo(java.math.BigDecimal.valueOf((long) ACCOUNTS * BALANCE));
         }
         assertThat(ds.partnership().verify().identical()).as(where + ": verify identical").isTrue();
+    }
+
+    /** One thread moving money between a few hot accounts, two updates per transaction, until stopped. */
+    private static final class Transfers {
+        private final java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        private final java.util.concurrent.atomic.AtomicLong done = new java.util.concurrent.atomic.AtomicLong();
+        private final java.util.concurrent.ExecutorService thread = java.util.concurrent.Executors.newSingleThreadExecutor();
+
+        Transfers(javax.sql.DataSource ds) {
+            thread.submit(() -> {
+                Random random = new Random();
+                while (!stop.get()) {
+                    int from = 1 + random.nextInt(ACCOUNTS);
+                    int to = 1 + random.nextInt(ACCOUNTS);
+                    try (Connection c = ds.getConnection(); java.sql.Statement st = c.createStatement()) {
+                        c.setAutoCommit(false);
+                        st.executeUpdate("UPDATE account SET balance = balance - 7 WHERE id = " + from);
+                        st.executeUpdate("UPDATE account SET balance = balance + 7 WHERE id = " + to);
+                        c.commit();
+                        done.incrementAndGet();
+                    } catch (SQLException e) {
+                        // Not acknowledged; the next one goes on, as an application would retry.
+                    }
+                }
+                return null;
+            });
+        }
+
+        long done() {
+            return done.get();
+        }
+
+        void stop() throws InterruptedException {
+            stop.set(true);
+            thread.shutdown();
+            if (!thread.awaitTermination(60, java.util.concurrent.TimeUnit.SECONDS)) {
+                throw new IllegalStateException("transfers did not stop within 60 s");
+            }
+        }
     }
 
     private PartnershipRecord record() throws SQLException {
