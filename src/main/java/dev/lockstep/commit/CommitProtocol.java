@@ -426,10 +426,30 @@ public final class CommitProtocol implements TransactionCommitter {
         } catch (SQLException e) {
             if (SqlStates.isConnectionLoss(e)) {
                 linkLoss.principalLinkLost();
+            } else if (SqlStates.UNDEFINED_OBJECT.equals(e.getSQLState()) && committedMeanwhile(principal, gid, e)) {
+                // Another coordinator's in-doubt resolution found it committed on the mirror and
+                // committed it here first (this commit was slow: a link held it past the grace).
+                return;
             }
             throw SqlStates.error(SqlStates.OUTCOME_UNKNOWN, "lockstep: transaction " + gid
                     + " is committed on mirror node " + settings.mirrorNode() + " but COMMIT PREPARED on principal node " + settings.principalNode()
                     + " failed; in-doubt resolution will commit it: " + e.getMessage(), e);
+        }
+    }
+
+    /** Whether the principal's journal holds the transaction committed; false when that cannot be read. */
+    private boolean committedMeanwhile(Connection principal, String gid, SQLException cause) {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT lockstep.committed(?)")) {
+            ps.setQueryTimeout(Nodes.seconds(settings.callTimeout()));
+            ps.setString(1, gid);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() && rs.getBoolean(1);
+            }
+        } catch (SQLException e) {
+            cause.addSuppressed(e);
+            return false;
+        } finally {
+            rollbackQuietly(principal, cause);
         }
     }
 

@@ -2,9 +2,11 @@ package dev.lockstep.it;
 
 import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
+import dev.lockstep.NodeConfig;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.testing.PgNode;
+import dev.lockstep.testing.TcpProxy;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 
@@ -25,7 +27,8 @@ import static org.awaitility.Awaitility.await;
  * Random faults, one after another, against two coordinators (two data sources, as two instances
  * of an application) that carry 3 writers of unique inserts and one of transfers between hot
  * accounts. The faults: SIGKILL, SIGSTOP, a dropped or black-holed link of either partner (cut for
- * both coordinators), the witness killed, a coordinator restarted; a third of them followed by a
+ * both coordinators, or for the second alone, which may not promote the mirror while the first
+ * still reaches the principal), the witness killed, a coordinator restarted; a third of them followed by a
  * partner killed again, for up to 3 s, during the recovery. After each, the partnership must be
  * SYNCHRONIZED again by itself, every acknowledged insert present on the principal, the total
  * balance unchanged, nothing left prepared and both nodes identical. The suite runs it for 45 s
@@ -41,6 +44,8 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
     private enum Fault {
         KILL_PRINCIPAL, KILL_MIRROR, FREEZE_PRINCIPAL, FREEZE_MIRROR, PARTITION_PRINCIPAL, PARTITION_MIRROR,
         BLACKHOLE_PRINCIPAL, BLACKHOLE_MIRROR, KILL_WITNESS, RESTART_COORDINATOR,
+        /** The second coordinator alone loses its link to a partner; the first still reaches it. */
+        CUT_SECOND_FROM_PRINCIPAL, CUT_SECOND_FROM_MIRROR,
         /** Kills of a partner during the recovery from a first fault: not drawn first. */
         SECOND_KILL_PRINCIPAL, SECOND_KILL_MIRROR
     }
@@ -49,30 +54,44 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
     private static final long BALANCE = 1_000;
 
     private TwoNodes.Pair pair;
-    private LockstepConfig config;
+    /** Each coordinator's configuration: the second reaches the partners through proxies of its own. */
+    private final LockstepConfig[] configs = new LockstepConfig[2];
+    private TcpProxy secondToA;
+    private TcpProxy secondToB;
 
     @Test
     void everyRepairedFaultEndsSynchronizedWithNothingAcknowledgedLost() throws Exception {
         long seconds = Long.getLong("lockstep.soak.seconds");
         long seed = Long.getLong("lockstep.soak.seed", System.nanoTime());
         Random random = new Random(seed);
+        // -Dlockstep.soak.only=KILL_MIRROR: one kind of fault, to reproduce.
+        Fault only = System.getProperty("lockstep.soak.only") == null ? null : Fault.valueOf(System.getProperty("lockstep.soak.only"));
         System.out.printf("soak: seed=%d seconds=%d%n", seed, seconds);
         pair = nodes.newPair("soak");
-        config = pair.config().witness(witness.config()).partnerTimeout(PARTNER_TIMEOUT)
+        secondToA = TcpProxy.start("second-node-a", "127.0.0.1", nodes.a().serverPort());
+        secondToB = TcpProxy.start("second-node-b", "127.0.0.1", nodes.b().serverPort());
+        configs[0] = pair.config().witness(witness.config()).partnerTimeout(PARTNER_TIMEOUT)
                 .heartbeatInterval(Duration.ofMillis(200)).build();
+        configs[1] = pair.config().witness(witness.config()).partnerTimeout(PARTNER_TIMEOUT)
+                .heartbeatInterval(Duration.ofMillis(200))
+                .principal(NodeConfig.of("node-a", "jdbc:postgresql://127.0.0.1:" + secondToA.port() + "/" + pair.dbA(),
+                        nodes.a().user(), nodes.a().password()))
+                .mirror(NodeConfig.of("node-b", "jdbc:postgresql://127.0.0.1:" + secondToB.port() + "/" + pair.dbB(),
+                        nodes.b().user(), nodes.b().password()))
+                .build();
         Map<Fault, Integer> done = new EnumMap<>(Fault.class);
         Set<Long> acknowledged = new HashSet<>();
         long transfersDone = 0;
         long deadline = System.nanoTime() + Duration.ofSeconds(seconds).toNanos();
         // Two coordinators, as two instances of an application would run.
-        LockstepDataSource[] sources = {LockstepDataSource.start(config), LockstepDataSource.start(config)};
+        LockstepDataSource[] sources = {LockstepDataSource.start(configs[0]), LockstepDataSource.start(configs[1])};
         try {
             assertThat(TwoNodes.acknowledged(sources[0], "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
             assertThat(TwoNodes.acknowledged(sources[0], "CREATE TABLE account (id int PRIMARY KEY, balance bigint NOT NULL)")).isTrue();
             assertThat(TwoNodes.acknowledged(sources[0], "INSERT INTO account SELECT g, " + BALANCE + " FROM generate_series(1, "
                     + ACCOUNTS + ") g")).isTrue();
             for (int cycle = 1; System.nanoTime() < deadline; cycle++) {
-                Fault fault = Fault.values()[random.nextInt(Fault.SECOND_KILL_PRINCIPAL.ordinal())];
+                Fault fault = only != null ? only : Fault.values()[random.nextInt(Fault.SECOND_KILL_PRINCIPAL.ordinal())];
                 long started = System.nanoTime();
                 Load load = new Load(sources, cycle * 10_000_000L);
                 try {
@@ -91,11 +110,14 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 System.out.printf("soak: cycle %d %s ok in %.1f s; %d inserts and %d transfers acknowledged so far,"
                         + " %d failed attempts this cycle%n", cycle, fault, (System.nanoTime() - started) / 1e9,
                         acknowledged.size(), transfersDone, load.failures());
+                load.failureMessages().forEach(m -> System.out.println("soak:   failed: " + m));
             }
         } finally {
             for (LockstepDataSource ds : sources) {
                 ds.close();
             }
+            secondToA.close();
+            secondToB.close();
         }
         System.out.printf("soak: seed=%d faults=%s inserts=%d transfers=%d lost=0%n", seed, done, acknowledged.size(), transfersDone);
     }
@@ -111,7 +133,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 try {
                     awaitFailoverFrom(before);
                 } finally {
-                    principal.restart();
+                    restart(principal);
                 }
             }
             case KILL_MIRROR -> {
@@ -119,7 +141,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 try {
                     awaitExposedProgress(load);
                 } finally {
-                    mirror.restart();
+                    restart(mirror);
                 }
             }
             case FREEZE_PRINCIPAL -> {
@@ -143,7 +165,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 try {
                     awaitFailoverFrom(before);
                 } finally {
-                    principal.proxy().heal();
+                    heal(principal);
                 }
             }
             case PARTITION_MIRROR, BLACKHOLE_MIRROR -> {
@@ -151,7 +173,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 try {
                     awaitExposedProgress(load);
                 } finally {
-                    mirror.proxy().heal();
+                    heal(mirror);
                 }
             }
             case KILL_WITNESS -> {
@@ -168,7 +190,28 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 load.stop();
                 int which = random.nextInt(sources.length);
                 sources[which].close();
-                sources[which] = LockstepDataSource.start(config);
+                sources[which] = LockstepDataSource.start(configs[which]);
+            }
+            case CUT_SECOND_FROM_PRINCIPAL, CUT_SECOND_FROM_MIRROR -> {
+                TcpProxy link = second(fault == Fault.CUT_SECOND_FROM_PRINCIPAL ? before.principal() : before.mirror());
+                if (random.nextBoolean()) {
+                    link.blackhole();
+                } else {
+                    link.partition();
+                }
+                try {
+                    // Well past the partner timeout, with the first coordinator still committing.
+                    int at = load.first.count();
+                    await().pollDelay(PARTNER_TIMEOUT.multipliedBy(2)).atMost(Duration.ofSeconds(60))
+                            .until(() -> load.first.count() >= at + 100);
+                    if (fault == Fault.CUT_SECOND_FROM_PRINCIPAL) {
+                        // I5: no promotion while a coordinator still reaches the principal.
+                        assertThat(record().epoch()).as("epoch after the second coordinator lost the principal alone")
+                                .isEqualTo(before.epoch());
+                    }
+                } finally {
+                    link.heal();
+                }
             }
             default -> throw new IllegalArgumentException(fault + " is not drawn first");
         }
@@ -184,7 +227,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
         try {
             await().pollDelay(down).atMost(down.plusSeconds(1)).until(() -> true);
         } finally {
-            node.restart();
+            restart(node);
         }
         return principal ? Fault.SECOND_KILL_PRINCIPAL : Fault.SECOND_KILL_MIRROR;
     }
@@ -215,6 +258,12 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
             return first.failures() + second.failures();
         }
 
+        List<String> failureMessages() {
+            List<String> all = new java.util.ArrayList<>(first.failureMessages());
+            all.addAll(second.failureMessages());
+            return all;
+        }
+
         void stop() throws InterruptedException {
             first.stop();
             second.stop();
@@ -222,12 +271,20 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
         }
     }
 
-    private static void cut(PgNode node, boolean blackhole) {
-        if (blackhole) {
-            node.proxy().blackhole();
-        } else {
-            node.proxy().partition();
+    /** Cuts both coordinators' links to the node. */
+    private void cut(PgNode node, boolean blackhole) {
+        for (TcpProxy link : List.of(node.proxy(), node == nodes.a() ? secondToA : secondToB)) {
+            if (blackhole) {
+                link.blackhole();
+            } else {
+                link.partition();
+            }
         }
+    }
+
+    private void heal(PgNode node) {
+        node.proxy().heal();
+        (node == nodes.a() ? secondToA : secondToB).heal();
     }
 
     private void awaitFailoverFrom(PartnershipRecord before) throws SQLException {
@@ -310,6 +367,16 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
 
     private PgNode node(String name) {
         return "node-a".equals(name) ? nodes.a() : nodes.b();
+    }
+
+    /** Restarts a partner; the second coordinator's proxy follows it should its port change (Docker). */
+    private void restart(PgNode node) {
+        node.restart();
+        (node == nodes.a() ? secondToA : secondToB).retarget(node.serverPort());
+    }
+
+    private TcpProxy second(String node) {
+        return "node-a".equals(node) ? secondToA : secondToB;
     }
 
     private Connection connect(String name) throws SQLException {

@@ -97,6 +97,40 @@ class InDoubtResolutionTest extends OnTwoNodes {
     }
 
     /**
+     * A commit slow enough that another coordinator's resolution found it committed on the mirror
+     * and committed it on the principal first: its own COMMIT PREPARED finds nothing left to
+     * commit, and commit() reports success, not an unknown outcome, as both nodes hold it.
+     */
+    @Test
+    void aCommitThatAnotherCoordinatorFinishedFirstIsAcknowledged() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("finished");
+        java.util.concurrent.atomic.AtomicBoolean armed = new java.util.concurrent.atomic.AtomicBoolean();
+        dev.lockstep.commit.CommitObserver resolvedByAnother = (step, gid) -> {
+            if (step == dev.lockstep.core.CommitStep.MIRROR_COMMITTED && armed.compareAndSet(true, false)) {
+                try (Connection p = pair.principal(); Statement ps = p.createStatement()) {
+                    ps.execute("COMMIT PREPARED '" + gid + "'");
+                } catch (SQLException e) {
+                    throw new IllegalStateException(e);
+                }
+            }
+        };
+        try (LockstepDataSource ds = LockstepDataSource.start(pair.config().commitObserver(resolvedByAnother).build());
+             Connection c = ds.getConnection(); Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE t (id int PRIMARY KEY)");
+            armed.set(true);
+            assertThat(st.executeUpdate("INSERT INTO t VALUES (1)")).isEqualTo(1);
+            assertThat(armed).isFalse();
+            st.executeUpdate("INSERT INTO t VALUES (2)");
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            assertThat(rows(m, "SELECT id FROM t ORDER BY id")).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"))
+                    .containsExactly(java.util.List.of(1), java.util.List.of(2));
+            assertThat(lockstepPrepared(p)).isEmpty();
+        }
+    }
+
+    /**
      * A call deadline that outlasts the slowed drain, so that only a broken link ends the commit,
      * and an in-doubt grace no test waits out: only the coordinator's own resolution settles.
      */
