@@ -308,6 +308,25 @@ class CatchUpTest extends OnTwoNodesAndWitness {
         }
     }
 
+    private static dev.lockstep.events.LockstepListener catchUpFailuresInto(List<LockstepEvent.CatchUpFailed> failures) {
+        return e -> {
+            if (e instanceof LockstepEvent.CatchUpFailed f) {
+                failures.add(f);
+            }
+        };
+    }
+
+    /** Creates t, suspends mirroring and commits ids 1 to {@code rows} on the principal alone. */
+    private static void suspendThenCommitExposed(LockstepDataSource ds, int rows) throws SQLException {
+        assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+        assertThat(ds.partnership().suspend().state()).isEqualTo(MirroringState.SUSPENDED);
+        for (int id = 1; id <= rows; id++) {
+            int row = id;
+            await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + row + ")"
+                    + " ON CONFLICT DO NOTHING"));
+        }
+    }
+
     /**
      * A resume whose coordinator died between its two writes: the witness records SYNCHRONIZING,
      * the principal still SUSPENDED. The running coordinator catches the mirror up, both records
@@ -319,19 +338,9 @@ class CatchUpTest extends OnTwoNodesAndWitness {
         List<LockstepEvent.CatchUpFailed> failures = new CopyOnWriteArrayList<>();
         LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
                 .heartbeatInterval(Duration.ofMillis(200))
-                .listener(e -> {
-                    if (e instanceof LockstepEvent.CatchUpFailed f) {
-                        failures.add(f);
-                    }
-                }).build();
+                .listener(catchUpFailuresInto(failures)).build();
         try (LockstepDataSource ds = LockstepDataSource.start(config); Connection p = pair.principal()) {
-            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
-            assertThat(ds.partnership().suspend().state()).isEqualTo(MirroringState.SUSPENDED);
-            for (int id = 1; id <= 50; id++) {
-                int row = id;
-                await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + row + ")"
-                        + " ON CONFLICT DO NOTHING"));
-            }
+            suspendThenCommitExposed(ds, 50);
             PartnershipRecord suspended = record(pair);
             assertThat(witness.store().transition(suspended, RoleChanges.resume(suspended).next(), null,
                     "resumed by a coordinator that died before writing the principal", "gone")).isTrue();
@@ -355,21 +364,11 @@ class CatchUpTest extends OnTwoNodesAndWitness {
         LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
                 .heartbeatInterval(Duration.ofMillis(200)).remoteCallTimeout(Duration.ofSeconds(1)).connectTimeout(Duration.ofSeconds(1))
                 .inDoubtGrace(Duration.ofSeconds(4))
-                .listener(e -> {
-                    if (e instanceof LockstepEvent.CatchUpFailed f) {
-                        failures.add(f);
-                    }
-                }).build();
+                .listener(catchUpFailuresInto(failures)).build();
         String leftOver = "lockstep:" + pair.partnership() + ":1:gone:1";
         try (LockstepDataSource ds = LockstepDataSource.start(config); Connection m = pair.mirror();
              Statement ms = m.createStatement()) {
-            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
-            assertThat(ds.partnership().suspend().state()).isEqualTo(MirroringState.SUSPENDED);
-            for (int id = 1; id <= 20; id++) {
-                int row = id;
-                await().atMost(Duration.ofSeconds(30)).until(() -> TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + row + ")"
-                        + " ON CONFLICT DO NOTHING"));
-            }
+            suspendThenCommitExposed(ds, 20);
             ms.execute("BEGIN");
             ms.execute("PREPARE TRANSACTION '" + leftOver + "'");
             assertThat(ds.partnership().resume().state()).isEqualTo(MirroringState.SYNCHRONIZING);
