@@ -530,6 +530,14 @@ final class Coordinator implements AutoCloseable {
             topology.mirrorPool.getHikariPoolMXBean().softEvictConnections();
             probeSoon(topology.mirror.name());
         }
+
+        @Override
+        public void viewMayBeStale() {
+            PartnershipMonitor m = monitor;
+            if (m != null) {
+                m.lookAgainNow();
+            }
+        }
     }
 
     private void probeSoon(String node) {

@@ -40,6 +40,7 @@ final class PartnershipMonitor implements AutoCloseable {
     private final WitnessStore witness;
     private final FailureDetector detector;
     private final ScheduledExecutorService scheduler;
+    private final java.util.concurrent.atomic.AtomicBoolean lookAgainQueued = new java.util.concurrent.atomic.AtomicBoolean();
     private volatile PartnershipRecord record;
     private volatile CommitProtocol.Path path = CommitProtocol.Path.LOCKSTEP;
     private volatile long leaseSentNanos = Long.MIN_VALUE / 2;
@@ -137,6 +138,20 @@ final class PartnershipMonitor implements AutoCloseable {
     void probeSoon(String node) {
         detector.probeSoon(node);
         scheduler.schedule(this::tickQuietly, config.remoteCallTimeout().toMillis() / 4 + 50, TimeUnit.MILLISECONDS);
+    }
+
+    /**
+     * Runs a pass now, unless one is already queued: a commit was refused because this
+     * coordinator's view of the partnership is stale. Refusals come in bursts (every commit in
+     * flight gets one), which need a single pass.
+     */
+    void lookAgainNow() {
+        if (lookAgainQueued.compareAndSet(false, true)) {
+            scheduler.execute(() -> {
+                lookAgainQueued.set(false);
+                tickQuietly();
+            });
+        }
     }
 
     private void tickQuietly() {

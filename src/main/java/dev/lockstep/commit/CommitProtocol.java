@@ -57,6 +57,13 @@ public final class CommitProtocol implements TransactionCommitter {
 
         /** The link to the mirror broke. */
         void mirrorLinkLost();
+
+        /**
+         * The principal refused a commit with 40001: most often its mirroring state changed
+         * (another coordinator recorded the mirror lost, or caught it up), so this coordinator's
+         * view is stale until it looks again; every commit meanwhile would be refused too.
+         */
+        void viewMayBeStale();
     }
 
     /** Where a transaction's changes go, as the coordinator's quorum rules decide. */
@@ -340,6 +347,8 @@ public final class CommitProtocol implements TransactionCommitter {
         boolean linkLost = SqlStates.isConnectionLoss(cause);
         if (linkLost) {
             linkLoss.principalLinkLost();
+        } else if (SqlStates.SERIALIZATION_FAILURE.equals(cause.getSQLState())) {
+            linkLoss.viewMayBeStale();
         }
         rollbackQuietly(principal, cause);
         if (linkLost && prepareSent) {

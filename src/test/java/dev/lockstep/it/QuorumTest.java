@@ -14,6 +14,7 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.Future;
 import java.util.concurrent.Executors;
@@ -119,6 +120,35 @@ class QuorumTest extends OnTwoNodesAndWitness {
         }
         try (Connection p = pair.principal()) {
             assertThat(value(p, "SELECT count(*) FROM t")).isEqualTo(2L);
+        }
+    }
+
+    /**
+     * Another coordinator changes the mirroring state (suspends mirroring, then resumes it). This
+     * coordinator's next commit is refused with 40001 by the principal, whose state its view no
+     * longer matches; the refusal has it look again at once, so its commits go through again well
+     * within its long heartbeat instead of all being refused until the next one. Four changes, so
+     * that a heartbeat falling by chance right after a refusal cannot pass the test by itself.
+     */
+    @Test
+    void aCommitRefusedForAStaleViewHasTheCoordinatorLookAgainAtOnce() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("staleview");
+        LockstepConfig slow = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(60))
+                .heartbeatInterval(Duration.ofSeconds(20)).build();
+        // The other coordinator beats often, so that its catch-ups after each resume are quick.
+        LockstepConfig quick = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(2))
+                .heartbeatInterval(Duration.ofMillis(200)).build();
+        try (LockstepDataSource a = start(slow); LockstepDataSource b = LockstepDataSource.start(quick)) {
+            assertThat(write(a, 1)).isTrue();
+            AtomicInteger id = new AtomicInteger(1);
+            for (int round = 0; round < 2; round++) {
+                assertThat(b.partnership().suspend().state()).isEqualTo(MirroringState.SUSPENDED);
+                await().atMost(Duration.ofSeconds(3)).pollInterval(Duration.ofMillis(50)).until(() -> write(a, id.incrementAndGet()));
+                assertThat(b.partnership().resume().state()).isEqualTo(MirroringState.SYNCHRONIZING);
+                await().atMost(Duration.ofSeconds(90)).pollInterval(Duration.ofMillis(50)).until(() -> state(pair) == MirroringState.SYNCHRONIZED);
+                await().atMost(Duration.ofSeconds(3)).pollInterval(Duration.ofMillis(50)).until(() -> write(a, id.incrementAndGet()));
+            }
+            assertThat(a.partnership().verify().identical()).isTrue();
         }
     }
 
