@@ -111,7 +111,8 @@ BEGIN
             RETURN NULL;
         END IF;
         RAISE EXCEPTION 'lockstep: transaction changed mirrored tables on node % but committed outside the Lockstep commit protocol; it was rolled back so the nodes stay identical',
-            (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '25006';
+            (SELECT node_name FROM lockstep.node_state) USING ERRCODE = '25006',
+            HINT = 'Commit through a Lockstep connection. Two SET CONSTRAINTS ALL IMMEDIATE in one protocol message look like such a commit to this check: send them separately.';
     END IF;
     RETURN NULL;
 END $$;

@@ -561,7 +561,9 @@ final class Coordinator implements AutoCloseable {
                 telemetry.catchUpFailed(t.mirror.name(), e);
                 throw e;
             }
-            if (r != null) {
+            if (r == null) {
+                telemetry.catchUpNotNeeded();
+            } else {
                 lastCatchUp = r;
                 telemetry.catchUpFinished(r);
                 LOG.warn("lockstep: partnership {}: mirror {} caught up at epoch {}: {} journal records replayed in {}"

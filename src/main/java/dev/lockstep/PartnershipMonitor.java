@@ -47,7 +47,8 @@ final class PartnershipMonitor implements AutoCloseable {
     private volatile long leaseEpoch;
     private volatile long pathEpoch;
     private volatile QuorumRules.Action lastAction;
-    private int disagreements;
+    /** When this coordinator first saw the witness and the principal disagree, in nanoTime; null when they agree. */
+    private Long disagreeingSince;
     /** Guards record, path and pathEpoch against a tick deciding on a record that changed meanwhile. */
     private final Object pathLock = new Object();
     private long localChangeNanos = System.nanoTime();
@@ -147,11 +148,21 @@ final class PartnershipMonitor implements AutoCloseable {
      */
     void lookAgainNow() {
         if (lookAgainQueued.compareAndSet(false, true)) {
-            scheduler.execute(() -> {
+            try {
+                scheduler.execute(this::lookAgain);
+            } catch (java.util.concurrent.RejectedExecutionException closing) {
                 lookAgainQueued.set(false);
-                tickQuietly();
-            });
+            }
         }
+    }
+
+    /**
+     * The flag clears only once this pass holds the monitor: while a pass is slow (a black-holed
+     * witness), further refusals queue nothing, so they cannot tie up the shared threads.
+     */
+    private synchronized void lookAgain() {
+        lookAgainQueued.set(false);
+        tickQuietly();
     }
 
     private void tickQuietly() {
@@ -324,17 +335,23 @@ final class PartnershipMonitor implements AutoCloseable {
 
     /**
      * The witness says SYNCHRONIZED but the principal records its mirror as behind: a cut-over
-     * died between its two records. Seen twice in a row, the witness is set back to DISCONNECTED
-     * and catch-up runs again.
+     * died between its two records. Seen for a heartbeat or longer (a live cut-over records the
+     * witness first and the principal moments later, and passes can run back to back), the
+     * witness is set back to DISCONNECTED and catch-up runs again.
      */
     private void repairIfPrincipalDisagrees(Coordinator.Topology t, PrincipalState.Seen principalState, PartnershipRecord basis)
             throws SQLException {
         if (principalState == null || principalState.state() == MirroringState.SYNCHRONIZED
                 || basis.state() != MirroringState.SYNCHRONIZED) {
-            disagreements = 0;
+            disagreeingSince = null;
             return;
         }
-        if (++disagreements < 2) {
+        long now = System.nanoTime();
+        if (disagreeingSince == null) {
+            disagreeingSince = now;
+            return;
+        }
+        if (now - disagreeingSince < config.heartbeatInterval().toNanos()) {
             return;
         }
         RoleChanges.Result lost = RoleChanges.mirrorLost(basis);
@@ -342,7 +359,7 @@ final class PartnershipMonitor implements AutoCloseable {
                 + principalState.state(), config.coordinatorId())) {
             replace(basis, lost.next());
         }
-        disagreements = 0;
+        disagreeingSince = null;
     }
 
     /** This coordinator's catch-up finished: it commits in lockstep from now on. */

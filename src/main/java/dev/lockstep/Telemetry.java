@@ -169,11 +169,17 @@ final class Telemetry implements CommitTimings, AutoCloseable {
 
     /**
      * Transactions in doubt awaiting resolution (marked transient where raised), a principal
-     * too busy for the cut-over's lock (55P03), the partnership changing under the catch-up (40001).
+     * too busy for the cut-over's lock (55P03), the partnership changing under the catch-up (40001),
+     * a deadlock (40P01).
      */
     private static boolean clearsByItself(Exception failure, String sqlState) {
-        return failure instanceof java.sql.SQLTransientException
-                || SqlStates.LOCK_NOT_AVAILABLE.equals(sqlState) || SqlStates.SERIALIZATION_FAILURE.equals(sqlState);
+        return failure instanceof java.sql.SQLTransientException || SqlStates.LOCK_NOT_AVAILABLE.equals(sqlState)
+                || SqlStates.SERIALIZATION_FAILURE.equals(sqlState) || SqlStates.DEADLOCK.equals(sqlState);
+    }
+
+    /** A catch-up ended without failing and without work: another coordinator's ran, or none was due. */
+    void catchUpNotNeeded() {
+        catchUpFailuresInARow.set(0);
     }
 
     /** This coordinator's catch-up finished. */

@@ -347,7 +347,7 @@ public final class CommitProtocol implements TransactionCommitter {
         boolean linkLost = SqlStates.isConnectionLoss(cause);
         if (linkLost) {
             linkLoss.principalLinkLost();
-        } else if (SqlStates.SERIALIZATION_FAILURE.equals(cause.getSQLState())) {
+        } else if (refusedForMirroringState(cause)) {
             linkLoss.viewMayBeStale();
         }
         rollbackQuietly(principal, cause);
@@ -358,6 +358,16 @@ public final class CommitProtocol implements TransactionCommitter {
         }
         return SqlStates.error(cause.getSQLState(), "lockstep: transaction " + gid + " was rolled back on principal node "
                 + settings.principalNode() + " at epoch " + epoch.getAsLong() + ": " + cause.getMessage(), cause);
+    }
+
+    /**
+     * The principal's own refusal of a commit whose path no longer matches its mirroring state
+     * (lockstep.require_mirroring_path), not an application's serialization failure.
+     */
+    private static boolean refusedForMirroringState(SQLException cause) {
+        return SqlStates.SERIALIZATION_FAILURE.equals(cause.getSQLState())
+                && cause instanceof org.postgresql.util.PSQLException server && server.getServerErrorMessage() != null
+                && String.valueOf(server.getServerErrorMessage().getWhere()).contains("lockstep.require_mirroring_path");
     }
 
     /** Applies the record and commits it on the mirror in one round trip. */

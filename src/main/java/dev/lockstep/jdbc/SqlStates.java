@@ -28,6 +28,9 @@ public final class SqlStates {
     /** A lock was not granted in time (lock_not_available): the node was busy, nothing changed. */
     public static final String LOCK_NOT_AVAILABLE = "55P03";
 
+    /** A deadlock was detected and this transaction was chosen to end it (deadlock_detected). */
+    public static final String DEADLOCK = "40P01";
+
     /** An object named does not exist (undefined_object), such as a prepared transaction already settled. */
     public static final String UNDEFINED_OBJECT = "42704";
 

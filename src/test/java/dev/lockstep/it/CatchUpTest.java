@@ -385,6 +385,30 @@ class CatchUpTest extends OnTwoNodesAndWitness {
         }
     }
 
+    /**
+     * A cut-over that died between its two records leaves the witness SYNCHRONIZED while the
+     * principal records its mirror as behind. The monitor sets the witness back to DISCONNECTED
+     * once the two have disagreed for a heartbeat, and catch-up brings both to SYNCHRONIZED.
+     */
+    @Test
+    void aWitnessAheadOfThePrincipalIsSetBackAndTheMirrorCaughtUpAgain() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("ahead");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair)); Connection p = pair.principal();
+             Statement ps = p.createStatement()) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (1)")).isTrue();
+            ps.execute("SELECT lockstep.record_mirroring_state(1, 'DISCONNECTED')");
+            await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> witness.store().history(pair.partnership()).stream()
+                            .anyMatch(h -> h.newState() == MirroringState.DISCONNECTED && h.oldState() == MirroringState.SYNCHRONIZED));
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED
+                            && "SYNCHRONIZED".equals(TwoNodes.value(p, "SELECT mirroring_state FROM lockstep.node_state")));
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (2)")).isTrue();
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
+
     /** SET PARTNER SUSPEND / RESUME: suspended survives a coordinator restart; resume catches up. */
     @Test
     void suspendSurvivesACoordinatorRestartAndResumeReturnsToSynchronized() throws Exception {
