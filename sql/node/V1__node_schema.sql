@@ -94,7 +94,8 @@ CREATE UNLOGGED TABLE lockstep.capture_guard (
 -- loop until none is left, all within one statement: so the first uncollected firing of a
 -- statement defers the guard again with a new row, and a second firing in the same statement
 -- (the commit's loop reaching that row) refuses. Two early firings within one protocol message
--- are refused too; that needs two SET CONSTRAINTS ALL IMMEDIATE in it.
+-- are refused too: two SET CONSTRAINTS ALL IMMEDIATE in it, or a first write while constraints
+-- are immediate and one SET CONSTRAINTS ALL IMMEDIATE after it.
 CREATE FUNCTION lockstep.refuse_uncollected() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -21,9 +21,11 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * A coordinator's watch over its partnership: once per heartbeat it tells the witness that it
@@ -40,7 +42,7 @@ final class PartnershipMonitor implements AutoCloseable {
     private final WitnessStore witness;
     private final FailureDetector detector;
     private final ScheduledExecutorService scheduler;
-    private final java.util.concurrent.atomic.AtomicBoolean lookAgainQueued = new java.util.concurrent.atomic.AtomicBoolean();
+    private final AtomicBoolean lookAgainQueued = new AtomicBoolean();
     private volatile PartnershipRecord record;
     private volatile CommitProtocol.Path path = CommitProtocol.Path.LOCKSTEP;
     private volatile long leaseSentNanos = Long.MIN_VALUE / 2;
@@ -150,7 +152,7 @@ final class PartnershipMonitor implements AutoCloseable {
         if (lookAgainQueued.compareAndSet(false, true)) {
             try {
                 scheduler.execute(this::lookAgain);
-            } catch (java.util.concurrent.RejectedExecutionException closing) {
+            } catch (RejectedExecutionException closing) {
                 lookAgainQueued.set(false);
             }
         }

@@ -6,11 +6,11 @@ import dev.lockstep.commit.JournalBacklog;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.events.LockstepEvent;
-import dev.lockstep.jdbc.SqlStates;
 import dev.lockstep.events.LockstepEvent.FailoverKind;
 import dev.lockstep.events.LockstepEvent.Threshold;
 import dev.lockstep.events.LockstepListener;
 import dev.lockstep.events.WarningThresholds;
+import dev.lockstep.jdbc.SqlStates;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

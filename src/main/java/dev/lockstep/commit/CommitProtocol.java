@@ -59,9 +59,10 @@ public final class CommitProtocol implements TransactionCommitter {
         void mirrorLinkLost();
 
         /**
-         * The principal refused a commit with 40001: most often its mirroring state changed
-         * (another coordinator recorded the mirror lost, or caught it up), so this coordinator's
-         * view is stale until it looks again; every commit meanwhile would be refused too.
+         * The principal refused a commit (40001) because its mirroring state does not allow the
+         * path taken: another coordinator recorded the mirror lost, or caught it up, so this
+         * coordinator's view is stale until it looks again; every commit meanwhile would be
+         * refused too.
          */
         void viewMayBeStale();
     }

@@ -88,7 +88,8 @@ public sealed interface LockstepEvent {
      * @param sqlState         the failure's SQLSTATE, or null
      * @param message          the failure, naming the node and what was refused
      * @param transientFailure whether the failure is of a kind that clears without an operator
-     * @param failuresInARow   failed attempts since this coordinator's last finished catch-up, this one included
+     * @param failuresInARow   failed attempts since this coordinator's last catch-up that finished or found
+     *                         nothing to do, this one included
      */
     record CatchUpFailed(String partnership, Instant at, String mirror, String sqlState, String message,
                          boolean transientFailure, int failuresInARow) implements LockstepEvent {
