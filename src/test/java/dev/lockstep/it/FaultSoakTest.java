@@ -28,7 +28,9 @@ import static org.awaitility.Awaitility.await;
  * of an application) that carry 3 writers of unique inserts and one of transfers between hot
  * accounts. The faults: SIGKILL, SIGSTOP, a dropped or black-holed link of either partner (cut for
  * both coordinators, or for the second alone, which may not promote the mirror while the first
- * still reaches the principal), the witness killed, a coordinator restarted; a third of them followed by a
+ * still reaches the principal), the second coordinator cut from the witness alone, the witness
+ * killed, a coordinator restarted, the second coordinator crashed in the middle of its commits
+ * (every link dropped at once, a new instance started); a third of them followed by a
  * partner killed again, for up to 3 s, during the recovery. After each, the partnership must be
  * SYNCHRONIZED again by itself, every acknowledged insert present on the principal, the total
  * balance unchanged, nothing left prepared and both nodes identical. The suite runs it for 45 s
@@ -40,12 +42,21 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
 
     private static final Duration PARTNER_TIMEOUT = Duration.ofSeconds(2);
     private static final Duration RECOVERY = Duration.ofSeconds(120);
+    private static final Duration IN_DOUBT_GRACE = Duration.ofSeconds(12);
 
     private enum Fault {
         KILL_PRINCIPAL, KILL_MIRROR, FREEZE_PRINCIPAL, FREEZE_MIRROR, PARTITION_PRINCIPAL, PARTITION_MIRROR,
         BLACKHOLE_PRINCIPAL, BLACKHOLE_MIRROR, KILL_WITNESS, RESTART_COORDINATOR,
         /** The second coordinator alone loses its link to a partner; the first still reaches it. */
         CUT_SECOND_FROM_PRINCIPAL, CUT_SECOND_FROM_MIRROR,
+        /** The second coordinator alone loses the witness; both partners still reach each other. */
+        CUT_SECOND_FROM_WITNESS,
+        /**
+         * The second coordinator crashes in the middle of its commits: every link it has is dropped
+         * at once and that instance never reaches a node again; a new instance replaces it. What it
+         * left prepared is settled by in-doubt resolution after the grace.
+         */
+        CRASH_SECOND_COORDINATOR,
         /** Kills of a partner during the recovery from a first fault: not drawn first. */
         SECOND_KILL_PRINCIPAL, SECOND_KILL_MIRROR
     }
@@ -58,6 +69,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
     private final LockstepConfig[] configs = new LockstepConfig[2];
     private TcpProxy secondToA;
     private TcpProxy secondToB;
+    private TcpProxy secondToWitness;
 
     @Test
     void everyRepairedFaultEndsSynchronizedWithNothingAcknowledgedLost() throws Exception {
@@ -70,10 +82,9 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
         pair = nodes.newPair("soak");
         secondToA = TcpProxy.start("second-node-a", "127.0.0.1", nodes.a().serverPort());
         secondToB = TcpProxy.start("second-node-b", "127.0.0.1", nodes.b().serverPort());
-        configs[0] = pair.config().witness(witness.config()).partnerTimeout(PARTNER_TIMEOUT)
-                .heartbeatInterval(Duration.ofMillis(200)).build();
-        configs[1] = pair.config().witness(witness.config()).partnerTimeout(PARTNER_TIMEOUT)
-                .heartbeatInterval(Duration.ofMillis(200))
+        secondToWitness = TcpProxy.start("second-witness", "127.0.0.1", witness.node().serverPort());
+        configs[0] = timeouts(pair.config().witness(witness.config())).build();
+        configs[1] = timeouts(pair.config().witness(witness.configThrough(secondToWitness)))
                 .principal(NodeConfig.of("node-a", "jdbc:postgresql://127.0.0.1:" + secondToA.port() + "/" + pair.dbA(),
                         nodes.a().user(), nodes.a().password()))
                 .mirror(NodeConfig.of("node-b", "jdbc:postgresql://127.0.0.1:" + secondToB.port() + "/" + pair.dbB(),
@@ -122,6 +133,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
             }
             secondToA.close();
             secondToB.close();
+            secondToWitness.close();
         }
         System.out.printf("soak: seed=%d faults=%s inserts=%d transfers=%d lost=0%n", seed, done, acknowledged.size(),
                 transfersAcknowledged.size());
@@ -189,6 +201,7 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                     await().atMost(Duration.ofSeconds(60)).until(() -> load.inserted() >= at + 200);
                 } finally {
                     witness.node().restart();
+                    secondToWitness.retarget(witness.node().serverPort());
                 }
             }
             case RESTART_COORDINATOR -> {
@@ -217,6 +230,42 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 } finally {
                     link.heal();
                 }
+            }
+            case CUT_SECOND_FROM_WITNESS -> {
+                if (random.nextBoolean()) {
+                    secondToWitness.blackhole();
+                } else {
+                    secondToWitness.partition();
+                }
+                try {
+                    // Well past the partner timeout: the partners reach each other, so both
+                    // coordinators go on committing in lockstep, and nobody fails over.
+                    int first = load.first.count();
+                    int second = load.second.count();
+                    await().pollDelay(PARTNER_TIMEOUT.multipliedBy(2)).atMost(Duration.ofSeconds(60))
+                            .until(() -> load.first.count() >= first + 100 && load.second.count() >= second + 30);
+                    assertThat(record().epoch()).as("epoch after the second coordinator lost the witness alone")
+                            .isEqualTo(before.epoch());
+                } finally {
+                    secondToWitness.heal();
+                }
+            }
+            case CRASH_SECOND_COORDINATOR -> {
+                List<TcpProxy> links = List.of(secondToA, secondToB, secondToWitness);
+                // Its commits stop wherever they are: after the principal's PREPARE, during the
+                // mirror's apply, before COMMIT PREPARED. Dropped links, not a closed data source,
+                // so that nothing of its own error handling reaches a node.
+                long failedBefore = load.second.failures();
+                links.forEach(TcpProxy::partition);
+                try {
+                    await().atMost(Duration.ofSeconds(30)).until(() -> load.second.failures() > failedBefore);
+                    load.stop();
+                    sources[1].close();
+                } finally {
+                    links.forEach(TcpProxy::heal);
+                }
+                // A new instance: it does not own what the crashed one left in doubt.
+                sources[1] = LockstepDataSource.start(configs[1]);
             }
             default -> throw new IllegalArgumentException(fault + " is not drawn first");
         }
@@ -274,6 +323,15 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
             second.stop();
             transfers.stop();
         }
+    }
+
+    /**
+     * Short call timeouts, so that the in-doubt grace may be short too: transactions a crashed
+     * coordinator left prepared are settled within a cycle's recovery bound.
+     */
+    private static LockstepConfig.Builder timeouts(LockstepConfig.Builder config) {
+        return config.partnerTimeout(PARTNER_TIMEOUT).heartbeatInterval(Duration.ofMillis(200))
+                .remoteCallTimeout(Duration.ofSeconds(3)).connectTimeout(Duration.ofSeconds(2)).inDoubtGrace(IN_DOUBT_GRACE);
     }
 
     /** Cuts both coordinators' links to the node. */

@@ -2,6 +2,7 @@ package dev.lockstep.it;
 
 import dev.lockstep.NodeConfig;
 import dev.lockstep.testing.PgNode;
+import dev.lockstep.testing.TcpProxy;
 import dev.lockstep.witness.WitnessStore;
 import org.postgresql.ds.PGSimpleDataSource;
 
@@ -50,6 +51,11 @@ final class Witness implements AutoCloseable {
     /** The witness reached around its proxy, for a coordinator that must keep it while others lose it. */
     NodeConfig directConfig() {
         return NodeConfig.of("witness", node.directJdbcUrl(database), node.user(), node.password());
+    }
+
+    /** The witness reached through a proxy of the caller's own, for a coordinator that must lose it alone. */
+    NodeConfig configThrough(TcpProxy proxy) {
+        return NodeConfig.of("witness", "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/" + database, node.user(), node.password());
     }
 
     @Override
