@@ -96,7 +96,13 @@ public final class LockstepConfig {
     public Duration remoteCallTimeout() { return remoteCallTimeout; }
     /** Deadline for opening a connection to a node. */
     public Duration connectTimeout() { return connectTimeout; }
-    /** How old another coordinator's prepared transaction must be before in-doubt resolution settles it. */
+    /**
+     * How old another coordinator's prepared transaction must be before in-doubt resolution
+     * settles it. At least 3 x remoteCallTimeout (rounded up to seconds) + connectTimeout, the
+     * longest a live commit keeps a transaction prepared while its nodes answer; settling one
+     * that a frozen node or a black-holed link holds longer is safe, since the gid is barred on
+     * the mirror before a rollback.
+     */
     public Duration inDoubtGrace() { return inDoubtGrace; }
     /** How often in-doubt resolution runs. */
     public Duration resolverInterval() { return resolverInterval; }
@@ -356,14 +362,19 @@ public final class LockstepConfig {
             requireBetween("remoteCallTimeout", remoteCallTimeout, Duration.ofMillis(100), Duration.ofHours(1));
             requireBetween("connectTimeout", connectTimeout, Duration.ofMillis(100), Duration.ofMinutes(10));
             requireBetween("resolverInterval", resolverInterval, Duration.ofMillis(100), Duration.ofHours(1));
-            // A live commit of another coordinator keeps a transaction prepared on one node for at
-            // most a call to each node, each bounded by the call timeout rounded up to a second
-            // plus the socket margin; the grace must outlast that.
+            // A live commit of another coordinator whose nodes answer keeps a transaction prepared
+            // for its mirror connection and at most three calls (prepare, apply, commit), each
+            // ended by its query timeout (the call timeout rounded up to a second).
+            // One held longer by a frozen node or a black-holed link (sockets give up 5 s after
+            // the call timeout) may be settled under it, and that stays safe: resolution bars the
+            // gid on the mirror before it rolls back, so the late apply fails, and a commit
+            // whose COMMIT PREPARED finds it settled reads the outcome from the journal.
             Duration call = Duration.ofSeconds(Math.max(1, (remoteCallTimeout.toMillis() + 999) / 1000));
             Duration minGrace = call.multipliedBy(3).plus(connectTimeout);
             if (inDoubtGrace == null || inDoubtGrace.compareTo(minGrace) < 0) {
                 throw invalid("inDoubtGrace", "must be at least 3 x remoteCallTimeout (rounded up to seconds) + connectTimeout ("
-                        + minGrace + ") so that no live commit is settled under it", inDoubtGrace);
+                        + minGrace + ") so that in-doubt resolution leaves alone another coordinator's commit whose nodes"
+                        + " answer within remoteCallTimeout", inDoubtGrace);
             }
             requireBetween("heartbeatInterval", heartbeatInterval, Duration.ofMillis(50), Duration.ofMinutes(1));
             requireBetween("partnerTimeout", partnerTimeout, Duration.ofMillis(500), Duration.ofHours(1));

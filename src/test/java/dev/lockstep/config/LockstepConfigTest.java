@@ -39,7 +39,8 @@ class LockstepConfigTest {
         assertThatThrownBy(() -> valid().remoteCallTimeout(Duration.ofMillis(5)).build())
                 .hasMessageContaining("'remoteCallTimeout'").hasMessageContaining("PT0.005S");
         assertThatThrownBy(() -> valid().inDoubtGrace(Duration.ofSeconds(34)).build())
-                .hasMessageContaining("'inDoubtGrace'").hasMessageContaining("3 x remoteCallTimeout").hasMessageContaining("PT35S");
+                .hasMessageContaining("'inDoubtGrace'").hasMessageContaining("3 x remoteCallTimeout").hasMessageContaining("PT35S")
+                .hasMessageContaining("answer within remoteCallTimeout");
         assertThat(valid().inDoubtGrace(Duration.ofSeconds(35)).build().inDoubtGrace()).isEqualTo(Duration.ofSeconds(35));
         assertThatThrownBy(() -> valid().remoteCallTimeout(Duration.ofMillis(500)).connectTimeout(Duration.ofMillis(500))
                 .inDoubtGrace(Duration.ofSeconds(3)).build()).hasMessageContaining("PT3.5S");
