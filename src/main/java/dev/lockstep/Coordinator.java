@@ -174,6 +174,7 @@ final class Coordinator implements AutoCloseable {
         NodeConfig principalNode = config.principal();
         NodeConfig mirrorNode = config.mirror();
         PartnershipRecord record = null;
+        boolean partnershipExisted = false;
         if (config.witness() != null) {
             witnessPool = witnessPool(config);
             witness = new WitnessStore(witnessPool, config.remoteCallTimeout(), config.witness().name());
@@ -183,8 +184,8 @@ final class Coordinator implements AutoCloseable {
                 } else {
                     witness.requireSchema();
                 }
-                witness.create(new PartnershipRecord(config.partnership(), 1, principalNode.name(), mirrorNode.name(),
-                        MirroringState.SYNCHRONIZED, config.mode()), config.coordinatorId());
+                partnershipExisted = !witness.create(new PartnershipRecord(config.partnership(), 1, principalNode.name(),
+                        mirrorNode.name(), MirroringState.SYNCHRONIZED, config.mode()), config.coordinatorId());
                 record = witness.read(config.partnership()).record();
             } catch (SQLException e) {
                 witnessPool.close();
@@ -195,8 +196,38 @@ final class Coordinator implements AutoCloseable {
         }
         Coordinator coordinator = new Coordinator(config, witnessPool, witness);
         try {
-            NodeView principal = prepareNode(config, principalNode, NodeRole.PRINCIPAL);
-            NodeView mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
+            // With the witness's record of an existing partnership, one partner may be away: the
+            // monitor then acts as it would had the partner failed after the start.
+            boolean oneMayBeAway = partnershipExisted;
+            SQLException principalAway = null;
+            NodeView principal = null;
+            try {
+                principal = prepareNode(config, principalNode, NodeRole.PRINCIPAL);
+            } catch (SQLException e) {
+                if (!oneMayBeAway || !SqlStates.isConnectionLoss(e)) {
+                    throw e;
+                }
+                principalAway = e;
+            }
+            NodeView mirror;
+            try {
+                mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
+            } catch (SQLException e) {
+                if (principalAway != null && SqlStates.isConnectionLoss(e)) {
+                    SQLException neither = SqlStates.error(SqlStates.CONNECTION_FAILED, "lockstep: partnership "
+                            + config.partnership() + " cannot start: neither partner answers: " + principalAway.getMessage()
+                            + "; " + e.getMessage(), principalAway);
+                    neither.addSuppressed(e);
+                    throw neither;
+                }
+                if (!oneMayBeAway || principalAway != null || !SqlStates.isConnectionLoss(e)) {
+                    throw e;
+                }
+                return coordinator.startWithPartnerAway(record, principalNode, mirrorNode, principal, NodeRole.PRINCIPAL, e);
+            }
+            if (principalAway != null) {
+                return coordinator.startWithPartnerAway(record, principalNode, mirrorNode, mirror, NodeRole.MIRROR, principalAway);
+            }
             if (witness == null && PartnershipCheck.mirrorServesWithoutWitness(principal, mirror)) {
                 LOG.warn("lockstep: partnership {}: node {} serves as principal at epoch {} (forced service); node {} is its mirror",
                         config.partnership(), mirror.node(), mirror.epoch(), principal.node());
@@ -215,6 +246,14 @@ final class Coordinator implements AutoCloseable {
                 mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
                 record = record == null ? null : witness.read(config.partnership()).record();
             }
+            if (record != null && PartnershipCheck.mirrorLeftBehind(principal, mirror, record.epoch())) {
+                int[] settled = Failover.demoteReturningPrincipal(witness, config.partnership(), mirrorNode, principalNode,
+                        config.remoteCallTimeout());
+                LOG.warn("lockstep: partnership {}: node {} was at epoch {} and became mirror at epoch {} ({} prepared"
+                                + " transactions committed, {} rolled back); it needs catch-up", config.partnership(),
+                        mirrorNode.name(), mirror.epoch(), record.epoch(), settled[0], settled[1]);
+                mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
+            }
             List<String> problems = PartnershipCheck.problems(config.partnership(), principal, mirror);
             if (record != null && principal.epoch() != record.epoch()) {
                 problems = new java.util.ArrayList<>(problems);
@@ -228,11 +267,7 @@ final class Coordinator implements AutoCloseable {
             Topology t = coordinator.new Topology(principal.epoch(), principalNode, mirrorNode);
             coordinator.topology.set(t);
             t.resolver.resolve();
-            long interval = config.resolverInterval().toMillis();
-            coordinator.background.scheduleWithFixedDelay(coordinator::resolveQuietly, interval, interval, TimeUnit.MILLISECONDS);
-            long retention = config.journalCheckInterval().toMillis();
-            coordinator.background.scheduleWithFixedDelay(coordinator.retention::runQuietly, retention, retention,
-                    TimeUnit.MILLISECONDS);
+            coordinator.scheduleUpkeep();
             if (record == null) {
                 // Without a witness the principal's own record of its mirror stands in for the witness's.
                 try (Connection c = connectDirect(config, principalNode)) {
@@ -241,9 +276,7 @@ final class Coordinator implements AutoCloseable {
                             mirrorNode.name(), PrincipalState.read(c, config.remoteCallTimeout()), config.mode());
                 }
             }
-            coordinator.monitor = PartnershipMonitor.start(coordinator, witness, record, coordinator.background);
-            long heartbeat = config.heartbeatInterval().toMillis();
-            coordinator.background.scheduleWithFixedDelay(coordinator::watch, heartbeat, heartbeat, TimeUnit.MILLISECONDS);
+            coordinator.startMonitor(record);
             LOG.info("lockstep: coordinator {} of partnership {} started at epoch {}: principal {}, mirror {}{}",
                     config.coordinatorId(), config.partnership(), principal.epoch(), principal.node(), mirror.node(),
                     witness != null ? ", witness " + config.witness().name() : "");
@@ -252,6 +285,46 @@ final class Coordinator implements AutoCloseable {
             coordinator.close();
             throw e;
         }
+    }
+
+    /**
+     * Starts with one partner unreachable, on the witness's record of the partnership: the
+     * partner that answered must hold the role and epoch the record gives it. The monitor then
+     * treats the absent partner as failed: a principal away is failed over from once the partner
+     * timeout has passed and quorum allows, a mirror away leaves the principal committing exposed
+     * until catch-up. In-doubt transactions wait for the first resolver pass that reaches both.
+     */
+    private Coordinator startWithPartnerAway(PartnershipRecord record, NodeConfig principalNode, NodeConfig mirrorNode,
+                                             NodeView present, NodeRole presentRole, SQLException away) throws SQLException {
+        List<String> problems = PartnershipCheck.problemsWithPartnerAway(config.partnership(), present, presentRole, record.epoch());
+        if (!problems.isEmpty()) {
+            SQLException refused = SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
+                    + " cannot start: " + String.join("; ", problems), null);
+            refused.addSuppressed(away);
+            throw refused;
+        }
+        NodeConfig absent = presentRole == NodeRole.PRINCIPAL ? mirrorNode : principalNode;
+        LOG.warn("lockstep: coordinator {} of partnership {} starts at epoch {} without {} {}, which cannot be reached ({});"
+                        + " the partnership goes on as if it had failed just now", config.coordinatorId(), config.partnership(),
+                record.epoch(), presentRole == NodeRole.PRINCIPAL ? "mirror" : "principal", absent.name(), away.getMessage());
+        topology.set(new Topology(record.epoch(), principalNode, mirrorNode));
+        scheduleUpkeep();
+        startMonitor(record);
+        return this;
+    }
+
+    /** The in-doubt resolver and journal retention, each on its own schedule. */
+    private void scheduleUpkeep() {
+        long interval = config.resolverInterval().toMillis();
+        background.scheduleWithFixedDelay(this::resolveQuietly, interval, interval, TimeUnit.MILLISECONDS);
+        long retention = config.journalCheckInterval().toMillis();
+        background.scheduleWithFixedDelay(this.retention::runQuietly, retention, retention, TimeUnit.MILLISECONDS);
+    }
+
+    private void startMonitor(PartnershipRecord record) {
+        monitor = PartnershipMonitor.start(this, witness, record, background);
+        long heartbeat = config.heartbeatInterval().toMillis();
+        background.scheduleWithFixedDelay(this::watch, heartbeat, heartbeat, TimeUnit.MILLISECONDS);
     }
 
     private static NodeConfig byName(LockstepConfig config, String name, HikariDataSource witnessPool) throws SQLException {

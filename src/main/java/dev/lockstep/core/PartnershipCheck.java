@@ -23,23 +23,43 @@ public final class PartnershipCheck {
      */
     public static List<String> problems(String partnership, NodeView principal, NodeView mirror) {
         List<String> problems = new ArrayList<>();
-        for (NodeView v : List.of(principal, mirror)) {
-            if (!v.partnership().equals(partnership)) {
-                problems.add("node " + v.node() + " belongs to partnership " + v.partnership()
-                        + ", not " + partnership);
-            }
-        }
-        if (principal.role() != NodeRole.PRINCIPAL) {
-            problems.add("node " + principal.node() + " is configured as principal but is " + principal.role().sqlName()
-                    + " at epoch " + principal.epoch());
-        }
-        if (mirror.role() != NodeRole.MIRROR) {
-            problems.add("node " + mirror.node() + " is configured as mirror but is " + mirror.role().sqlName()
-                    + " at epoch " + mirror.epoch());
-        }
+        problems.addAll(problemsOf(partnership, principal, NodeRole.PRINCIPAL));
+        problems.addAll(problemsOf(partnership, mirror, NodeRole.MIRROR));
         if (principal.epoch() != mirror.epoch()) {
             problems.add("nodes disagree on the epoch: " + principal.node() + " is at " + principal.epoch()
                     + ", " + mirror.node() + " at " + mirror.epoch());
+        }
+        return problems;
+    }
+
+    /**
+     * The problems that forbid starting while the other partner cannot be reached: the witness's
+     * record stands in for that partner's view, so the node must hold the role and the epoch the
+     * record gives it.
+     *
+     * @param partnership the configured partnership name
+     * @param present     the view of the partner that answered
+     * @param role        the role the witness's record gives it
+     * @param recordEpoch the epoch of the witness's record
+     * @return human-readable problems, each naming node, role and epoch
+     */
+    public static List<String> problemsWithPartnerAway(String partnership, NodeView present, NodeRole role, long recordEpoch) {
+        List<String> problems = new ArrayList<>(problemsOf(partnership, present, role));
+        if (present.epoch() != recordEpoch) {
+            problems.add("the witness records epoch " + recordEpoch + " but " + role.sqlName() + " " + present.node()
+                    + " is at epoch " + present.epoch());
+        }
+        return problems;
+    }
+
+    private static List<String> problemsOf(String partnership, NodeView view, NodeRole role) {
+        List<String> problems = new ArrayList<>();
+        if (!view.partnership().equals(partnership)) {
+            problems.add("node " + view.node() + " belongs to partnership " + view.partnership() + ", not " + partnership);
+        }
+        if (view.role() != role) {
+            problems.add("node " + view.node() + " is configured as " + role.sqlName() + " but is " + view.role().sqlName()
+                    + " at epoch " + view.epoch());
         }
         return problems;
     }
@@ -68,6 +88,20 @@ public final class PartnershipCheck {
      */
     public static boolean isLeftBehindPrincipal(NodeView serving, NodeView other) {
         return other.role() == NodeRole.PRINCIPAL && other.epoch() < serving.epoch();
+    }
+
+    /**
+     * With a witness: whether the mirror the witness's record names was away while the partnership
+     * moved to a later epoch (an old principal that returned while no coordinator ran, say). The
+     * monitor demotes such a node when it sees it return; a start that finds it does the same.
+     *
+     * @param principal   the view of the principal the record names
+     * @param mirror      the view of the mirror the record names
+     * @param recordEpoch the epoch of the witness's record
+     * @return true when the mirror must be made a mirror of the record's epoch first
+     */
+    public static boolean mirrorLeftBehind(NodeView principal, NodeView mirror, long recordEpoch) {
+        return principal.role() == NodeRole.PRINCIPAL && principal.epoch() == recordEpoch && mirror.epoch() < recordEpoch;
     }
 
     /** The epoch to commit in when the views are consistent. */

@@ -44,4 +44,26 @@ class PartnershipCheckTest {
         // Two principals of one epoch: nobody is chosen; the check refuses them.
         assertThat(PartnershipCheck.mirrorServesWithoutWitness(a1, view("b", NodeRole.PRINCIPAL, 1))).isFalse();
     }
+
+    @Test
+    void aPartnerAwayLeavesTheOtherCheckedAgainstTheWitnessRecord() {
+        assertThat(PartnershipCheck.problemsWithPartnerAway("p", view("b", NodeRole.MIRROR, 4), NodeRole.MIRROR, 4)).isEmpty();
+        assertThat(PartnershipCheck.problemsWithPartnerAway("p", view("a", NodeRole.PRINCIPAL, 4), NodeRole.PRINCIPAL, 4)).isEmpty();
+        assertThat(PartnershipCheck.problemsWithPartnerAway("p", view("b", NodeRole.MIRROR, 3), NodeRole.MIRROR, 4))
+                .singleElement().asString().contains("the witness records epoch 4 but mirror b is at epoch 3");
+        assertThat(PartnershipCheck.problemsWithPartnerAway("p", view("b", NodeRole.PRINCIPAL, 4), NodeRole.MIRROR, 4))
+                .singleElement().asString().contains("node b is configured as mirror but is principal at epoch 4");
+        assertThat(PartnershipCheck.problemsWithPartnerAway("q", view("a", NodeRole.PRINCIPAL, 4), NodeRole.PRINCIPAL, 4))
+                .singleElement().asString().contains("belongs to partnership p, not q");
+    }
+
+    @Test
+    void aMirrorOfAnEarlierEpochIsLeftBehindOnlyBesideThePrincipalOfTheRecord() {
+        assertThat(PartnershipCheck.mirrorLeftBehind(view("b", NodeRole.PRINCIPAL, 2), view("a", NodeRole.PRINCIPAL, 1), 2)).isTrue();
+        assertThat(PartnershipCheck.mirrorLeftBehind(view("b", NodeRole.PRINCIPAL, 2), view("a", NodeRole.MIRROR, 1), 2)).isTrue();
+        assertThat(PartnershipCheck.mirrorLeftBehind(view("b", NodeRole.PRINCIPAL, 2), view("a", NodeRole.MIRROR, 2), 2)).isFalse();
+        // The principal itself disagrees with the record: the start refuses instead.
+        assertThat(PartnershipCheck.mirrorLeftBehind(view("b", NodeRole.PRINCIPAL, 1), view("a", NodeRole.MIRROR, 0), 2)).isFalse();
+        assertThat(PartnershipCheck.mirrorLeftBehind(view("b", NodeRole.MIRROR, 2), view("a", NodeRole.PRINCIPAL, 1), 2)).isFalse();
+    }
 }

@@ -1,0 +1,160 @@
+package dev.lockstep.it;
+
+import dev.lockstep.LockstepConfig;
+import dev.lockstep.LockstepDataSource;
+import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.PartnershipRecord;
+import org.junit.jupiter.api.Test;
+
+import java.sql.Connection;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicLong;
+
+import static dev.lockstep.it.TwoNodes.lockstepPrepared;
+import static dev.lockstep.it.TwoNodes.rows;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+/**
+ * An application that (re)starts while a partner is down: with the witness's record of the
+ * partnership, a data source starts on the partner that answers and goes on as if the other had
+ * failed just after the start. Otherwise an application instance restarted during an outage
+ * could not start at all, and with no other instance running nobody would fail over.
+ */
+class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
+
+    private static final Duration PARTNER_TIMEOUT = Duration.ofSeconds(2);
+
+    private final AtomicLong nextId = new AtomicLong();
+
+    private LockstepConfig config(TwoNodes.Pair pair) {
+        return pair.config().witness(witness.config()).partnerTimeout(PARTNER_TIMEOUT)
+                .heartbeatInterval(Duration.ofMillis(200)).build();
+    }
+
+    @Test
+    void aDataSourceStartsWithTheMirrorDownCommitsExposedAndCatchesTheMirrorUpWhenItReturns() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("mirror-away");
+        LockstepConfig config = config(pair);
+        Set<Long> acknowledged = new HashSet<>();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            insertUntilAcknowledged(ds, acknowledged);
+        }
+        nodes.b().kill();
+        try {
+            try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+                insertUntilAcknowledged(ds, acknowledged);
+                assertThat(record(pair).state()).isNotEqualTo(MirroringState.SYNCHRONIZED);
+                assertThat(record(pair).principal()).isEqualTo("node-a");
+                insertUntilAcknowledged(ds, acknowledged);
+            }
+        } finally {
+            nodes.b().restart();
+        }
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            awaitSynchronizedAndIdentical(pair, ds);
+            insertUntilAcknowledged(ds, acknowledged);
+        }
+        assertAcknowledgedOnBoth(pair, acknowledged);
+    }
+
+    @Test
+    void aDataSourceStartsWithThePrincipalDownFailsOverAndTheOldPrincipalRejoinsAsMirrorAtTheNextStart() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("principal-away");
+        LockstepConfig config = config(pair);
+        Set<Long> acknowledged = new HashSet<>();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            insertUntilAcknowledged(ds, acknowledged);
+        }
+        nodes.a().kill();
+        try {
+            // Nobody else runs: the coordinator that starts now is the one to fail over.
+            try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+                await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(100)).ignoreExceptions()
+                        .until(() -> record(pair).principal().equals("node-b"));
+                assertThat(record(pair).epoch()).isEqualTo(2);
+                insertUntilAcknowledged(ds, acknowledged);
+            }
+        } finally {
+            nodes.a().restart();
+        }
+        // The old principal came back while no coordinator ran; the next start makes it mirror.
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(ds.partnership().status().principal()).isEqualTo("node-b");
+            try (Connection a = pair.principal()) {
+                assertThat(rows(a, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 2L));
+            }
+            awaitSynchronizedAndIdentical(pair, ds);
+            insertUntilAcknowledged(ds, acknowledged);
+        }
+        assertAcknowledgedOnBoth(pair, acknowledged);
+    }
+
+    @Test
+    void withBothPartnersDownOrForANewPartnershipTheStartIsRefusedNamingTheNode() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("both-away");
+        LockstepConfig config = config(pair);
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+        }
+        nodes.a().proxy().partition();
+        nodes.b().proxy().partition();
+        try {
+            assertThatThrownBy(() -> LockstepDataSource.start(config)).isInstanceOf(SQLException.class)
+                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).startsWith("08"))
+                    .hasMessageContaining("neither partner answers").hasMessageContaining("node-a").hasMessageContaining("node-b");
+            // The witness has no record of this one: nothing says which node may serve alone.
+            TwoNodes.Pair fresh = nodes.newPair("new-away");
+            nodes.b().proxy().heal();
+            nodes.a().proxy().partition();
+            assertThatThrownBy(() -> LockstepDataSource.start(config(fresh))).isInstanceOf(SQLException.class)
+                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).startsWith("08"))
+                    .hasMessageContaining("node-a");
+        } finally {
+            nodes.a().proxy().heal();
+            nodes.b().proxy().heal();
+        }
+    }
+
+    /** Inserts a row, retrying as an application would until one attempt is acknowledged. */
+    private void insertUntilAcknowledged(LockstepDataSource ds, Set<Long> acknowledged) {
+        // Each attempt its own id: a failed attempt may still commit (40003), and must not collide.
+        await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(100))
+                .until(() -> {
+                    long attempt = nextId.incrementAndGet();
+                    if (TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + attempt + ")")) {
+                        acknowledged.add(attempt);
+                        return true;
+                    }
+                    return false;
+                });
+    }
+
+    private static void awaitSynchronizedAndIdentical(TwoNodes.Pair pair, LockstepDataSource ds) {
+        await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(200)).ignoreExceptions()
+                .untilAsserted(() -> {
+                    assertThat(record(pair).state()).isEqualTo(MirroringState.SYNCHRONIZED);
+                    assertThat(ds.partnership().verify().identical()).isTrue();
+                });
+    }
+
+    private static void assertAcknowledgedOnBoth(TwoNodes.Pair pair, Set<Long> acknowledged) throws SQLException {
+        try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+            assertThat(new HashSet<>(Writers.ids(a))).containsAll(acknowledged);
+            assertThat(new HashSet<>(Writers.ids(b))).containsAll(acknowledged);
+            assertThat(lockstepPrepared(a)).isEmpty();
+            assertThat(lockstepPrepared(b)).isEmpty();
+        }
+    }
+
+    private static PartnershipRecord record(TwoNodes.Pair pair) throws SQLException {
+        return witness.store().read(pair.partnership()).record();
+    }
+}
