@@ -8,6 +8,7 @@ import dev.lockstep.commit.JournalBacklog;
 import dev.lockstep.commit.NodeChecks;
 import dev.lockstep.commit.NodeSchema;
 import dev.lockstep.commit.PrincipalState;
+import dev.lockstep.commit.SeedMark;
 import dev.lockstep.core.Gid;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.NodeRole;
@@ -246,7 +247,11 @@ final class Coordinator implements AutoCloseable {
                 mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
                 record = record == null ? null : witness.read(config.partnership()).record();
             }
-            if (record != null && PartnershipCheck.mirrorLeftBehind(principal, mirror, record.epoch())) {
+            // Only where the monitor would demote it on its return: behind by the record, so that
+            // catch-up (with its divergence and trim checks) follows before lockstep resumes.
+            if (record != null && PartnershipCheck.mirrorLeftBehind(principal, mirror, record.epoch())
+                    && mirror.partnership().equals(config.partnership())
+                    && (record.state() == MirroringState.DISCONNECTED || record.state() == MirroringState.SUSPENDED)) {
                 int[] settled = Failover.demoteReturningPrincipal(witness, config.partnership(), mirrorNode, principalNode,
                         config.remoteCallTimeout());
                 LOG.warn("lockstep: partnership {}: node {} was at epoch {} and became mirror at epoch {} ({} prepared"
@@ -292,11 +297,22 @@ final class Coordinator implements AutoCloseable {
      * partner that answered must hold the role and epoch the record gives it. The monitor then
      * treats the absent partner as failed: a principal away is failed over from once the partner
      * timeout has passed and quorum allows, a mirror away leaves the principal committing exposed
-     * until catch-up. In-doubt transactions wait for the first resolver pass that reaches both.
+     * until catch-up. A blank mirror cannot stand in for an absent principal. In-doubt
+     * transactions are left to the periodic resolver.
      */
     private Coordinator startWithPartnerAway(PartnershipRecord record, NodeConfig principalNode, NodeConfig mirrorNode,
                                              NodeView present, NodeRole presentRole, SQLException away) throws SQLException {
         List<String> problems = PartnershipCheck.problemsWithPartnerAway(config.partnership(), present, presentRole, record.epoch());
+        if (problems.isEmpty() && presentRole == NodeRole.MIRROR) {
+            try (Connection c = connectDirect(config, mirrorNode, startProperties())) {
+                if (SeedMark.blank(c)) {
+                    // It holds nothing yet (new, or wiped and installed afresh): promoted, it would
+                    // serve an empty database in place of the principal's.
+                    problems = List.of("mirror " + mirrorNode.name() + " is blank, so it cannot stand in for principal "
+                            + principalNode.name() + ", which cannot be reached");
+                }
+            }
+        }
         if (!problems.isEmpty()) {
             SQLException refused = SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
                     + " cannot start: " + String.join("; ", problems), null);
@@ -441,7 +457,7 @@ final class Coordinator implements AutoCloseable {
     }
 
     private static NodeView prepareNode(LockstepConfig config, NodeConfig node, NodeRole role) throws SQLException {
-        try (Connection c = connectDirect(config, node)) {
+        try (Connection c = connectDirect(config, node, startProperties(config))) {
             c.setAutoCommit(false);
             NodeChecks.requirePreparedTransactions(c, node.name(), config.poolSize());
             NodeChecks.requireReplicationRole(c, node.name());
@@ -493,6 +509,21 @@ final class Coordinator implements AutoCloseable {
             throw SqlStates.error(state, "lockstep: cannot connect to node " + node.name() + " at " + node.jdbcUrl()
                     + " as " + node.user() + ": " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * For the start's checks and schema install: a frozen node (its kernel accepts the connection,
+     * the server never answers) fails the login or the call instead of holding the start.
+     */
+    private static Properties startProperties(LockstepConfig config) {
+        Properties p = new Properties();
+        p.setProperty("loginTimeout", Long.toString(Math.max(1, config.connectTimeout().toSeconds())));
+        p.setProperty("socketTimeout", Long.toString(config.remoteCallTimeout().toSeconds() * 4 + 5));
+        return p;
+    }
+
+    private Properties startProperties() {
+        return startProperties(config);
     }
 
     private static Properties baseProperties(NodeConfig node, LockstepConfig config) {

@@ -2,8 +2,12 @@ package dev.lockstep.it;
 
 import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
+import dev.lockstep.NodeConfig;
 import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.PartnerHealth;
+import dev.lockstep.core.QuorumRules;
 import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.testing.TcpProxy;
 import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
@@ -50,7 +54,7 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
         try {
             try (LockstepDataSource ds = LockstepDataSource.start(config)) {
                 insertUntilAcknowledged(ds, acknowledged);
-                assertThat(record(pair).state()).isNotEqualTo(MirroringState.SYNCHRONIZED);
+                assertThat(record(pair).state()).isEqualTo(MirroringState.DISCONNECTED);
                 assertThat(record(pair).principal()).isEqualTo("node-a");
                 insertUntilAcknowledged(ds, acknowledged);
             }
@@ -117,9 +121,72 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             assertThatThrownBy(() -> LockstepDataSource.start(config(fresh))).isInstanceOf(SQLException.class)
                     .satisfies(e -> assertThat(((SQLException) e).getSQLState()).startsWith("08"))
                     .hasMessageContaining("node-a");
+            // That refused start left the witness a record; the mirror is still blank, and a
+            // blank mirror may not stand in for the principal (it would be promoted empty).
+            assertThatThrownBy(() -> LockstepDataSource.start(config(fresh))).isInstanceOf(SQLException.class)
+                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("55000"))
+                    .hasMessageContaining("mirror node-b is blank");
+            assertThat(record(fresh).epoch()).isEqualTo(1);
         } finally {
             nodes.a().proxy().heal();
             nodes.b().proxy().heal();
+        }
+    }
+
+    @Test
+    void aDataSourceStartsWithTheMirrorFrozenWithinItsConnectTimeout() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("mirror-frozen");
+        LockstepConfig config = config(pair);
+        Set<Long> acknowledged = new HashSet<>();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+        }
+        nodes.b().freeze();
+        try {
+            // Bounded by the login timeout (connectTimeout, 2 s here), not by the frozen server.
+            try (LockstepDataSource ds = await().atMost(Duration.ofSeconds(20)).until(() -> LockstepDataSource.start(config),
+                    started -> true)) {
+                insertUntilAcknowledged(ds, acknowledged);
+                assertThat(record(pair).state()).isEqualTo(MirroringState.DISCONNECTED);
+            }
+        } finally {
+            nodes.b().thaw();
+        }
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            awaitSynchronizedAndIdentical(pair, ds);
+        }
+        assertAcknowledgedOnBoth(pair, acknowledged);
+    }
+
+    @Test
+    void aCoordinatorStartingWithoutThePrincipalNeverPromotesWhileAnotherStillReachesIt() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("cut-off-start");
+        LockstepConfig first = config(pair);
+        try (TcpProxy secondToA = TcpProxy.start("second-node-a", "127.0.0.1", nodes.a().serverPort());
+             LockstepDataSource running = LockstepDataSource.start(first)) {
+            assertThat(TwoNodes.acknowledged(running, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            LockstepConfig second = pair.config().witness(witness.config()).partnerTimeout(PARTNER_TIMEOUT)
+                    .heartbeatInterval(Duration.ofMillis(200))
+                    .principal(NodeConfig.of("node-a", "jdbc:postgresql://127.0.0.1:" + secondToA.port() + "/" + pair.dbA(),
+                            nodes.a().user(), nodes.a().password()))
+                    .build();
+            secondToA.partition();
+            Set<Long> acknowledged = new HashSet<>();
+            try (LockstepDataSource cutOff = LockstepDataSource.start(second)) {
+                // It sees the principal failed and would fail over, but the first coordinator
+                // still reaches the principal and keeps committing in lockstep, so nobody may (I5).
+                int before = acknowledged.size();
+                await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(100))
+                        .until(() -> cutOff.partnership().status().action() == QuorumRules.Action.CUT_OFF_FROM_PRINCIPAL);
+                assertThat(cutOff.partnership().status().principalHealth()).isEqualTo(PartnerHealth.FAILED);
+                insertUntilAcknowledged(running, acknowledged);
+                assertThat(acknowledged).hasSize(before + 1);
+                assertThat(record(pair).epoch()).isEqualTo(1);
+                assertThat(record(pair).principal()).isEqualTo("node-a");
+                assertThat(record(pair).state()).isEqualTo(MirroringState.SYNCHRONIZED);
+                assertThat(cutOff.partnership().status().epoch()).isEqualTo(1);
+            }
+            assertAcknowledgedOnBoth(pair, acknowledged);
         }
     }
 
