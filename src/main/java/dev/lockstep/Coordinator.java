@@ -5,6 +5,7 @@ import com.zaxxer.hikari.HikariDataSource;
 import dev.lockstep.commit.CommitProtocol;
 import dev.lockstep.commit.InDoubtResolver;
 import dev.lockstep.commit.JournalBacklog;
+import dev.lockstep.commit.MirrorGap;
 import dev.lockstep.commit.NodeChecks;
 import dev.lockstep.commit.NodeSchema;
 import dev.lockstep.commit.PrincipalState;
@@ -13,6 +14,7 @@ import dev.lockstep.core.Gid;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.NodeRole;
 import dev.lockstep.core.NodeView;
+import dev.lockstep.core.OperatingMode;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.PartnershipCheck;
 import dev.lockstep.core.PartnershipRecord;
@@ -29,6 +31,7 @@ import java.sql.DriverManager;
 import java.sql.SQLException;
 import java.time.Duration;
 import java.util.List;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -269,6 +272,7 @@ final class Coordinator implements AutoCloseable {
                 throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
                         + " cannot start: " + String.join("; ", problems), null);
             }
+            record = coordinator.recordMirrorBehindIfItLacksCommits(record, principalNode, mirrorNode, principal.epoch());
             Topology t = coordinator.new Topology(principal.epoch(), principalNode, mirrorNode);
             coordinator.topology.set(t);
             t.resolver.resolve();
@@ -327,6 +331,47 @@ final class Coordinator implements AutoCloseable {
         scheduleUpkeep();
         startMonitor(record);
         return this;
+    }
+
+    /**
+     * A mirror recorded SYNCHRONIZED that lacks a transaction the principal committed (restored
+     * from an older backup while no coordinator ran) is recorded behind, at the witness or else on
+     * the principal, so that catch-up replays what it lacks before lockstep resumes; otherwise
+     * commits would go on over the gap and a failover would serve it.
+     *
+     * @return the witness's record as it stands now; null without a witness
+     */
+    private PartnershipRecord recordMirrorBehindIfItLacksCommits(PartnershipRecord record, NodeConfig principalNode,
+                                                                 NodeConfig mirrorNode, long epoch) throws SQLException {
+        // Asynchronous: its mirror may lag behind while SYNCHRONIZED; the shipper sends what it lacks.
+        if (config.mode() == OperatingMode.HIGH_PERFORMANCE || record != null && record.state() != MirroringState.SYNCHRONIZED) {
+            return record;
+        }
+        try (Connection p = connectDirect(config, principalNode, startProperties());
+             Connection m = connectDirect(config, mirrorNode, startProperties())) {
+            p.setAutoCommit(false);
+            PrincipalState.Seen seen = PrincipalState.readSeen(p, config.remoteCallTimeout());
+            if (seen.state() != MirroringState.SYNCHRONIZED) {
+                p.rollback();
+                return record;
+            }
+            Optional<String> missing = MirrorGap.newestRecordMissingOnMirror(p, m, config.remoteCallTimeout());
+            if (missing.isEmpty()) {
+                p.rollback();
+                return record;
+            }
+            String why = "mirror " + mirrorNode.name() + " lacks " + missing.get() + " that principal " + principalNode.name()
+                    + " committed: catching it up";
+            LOG.warn("lockstep: partnership {}: {}", config.partnership(), why);
+            if (record != null) {
+                p.rollback();
+                // Compare-and-set: a record another coordinator moved meanwhile is left to the monitor.
+                witness.transition(record, RoleChanges.mirrorLost(record).next(), null, why, config.coordinatorId());
+                return witness.read(config.partnership()).record();
+            }
+            PrincipalState.recordIf(p, epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout());
+            return null;
+        }
     }
 
     /** The in-doubt resolver and journal retention, each on its own schedule. */

@@ -227,6 +227,63 @@ class SeedingTest extends OnTwoNodesAndWitness {
     }
 
     /**
+     * The mirror is put back to an older backup while no coordinator runs, and the witness still
+     * records it SYNCHRONIZED. The next start finds that the mirror lacks the principal's newest
+     * transaction, records it behind, and catch-up replays what it lacks; before, lockstep went on
+     * over the gap (a later failover would have served a mirror missing acknowledged rows).
+     */
+    @Test
+    void aMirrorPutBackToAnOlderBackupWhileNoCoordinatorRanIsCaughtUpAtTheNextStart() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("putback");
+        putMirrorBackToAnOlderBackup(pair, config(pair));
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair)); Connection p = pair.principal();
+             Connection m = pair.mirror()) {
+            // The catch-up records SYNCHRONIZED before it reports its result.
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().replayed()).isEqualTo(5);
+            assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(10).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .anyMatch(r -> r.startsWith("mirror node-b lacks journal record ") && r.endsWith("that principal node-a committed: catching it up"));
+    }
+
+    /** The same without a witness: the principal records its mirror behind. */
+    @Test
+    void withoutAWitnessAMirrorPutBackToAnOlderBackupIsCaughtUpAtTheNextStart() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("putbacknw");
+        LockstepConfig config = pair.config().partnerTimeout(Duration.ofSeconds(2)).heartbeatInterval(Duration.ofMillis(200)).build();
+        putMirrorBackToAnOlderBackup(pair, config);
+        try (LockstepDataSource ds = LockstepDataSource.start(config); Connection p = pair.principal(); Connection m = pair.mirror()) {
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> ds.partnership().status().state() == MirroringState.SYNCHRONIZED
+                            && ds.partnership().lastCatchUp().isPresent());
+            assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(10).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+    }
+
+    /** Rows 1-10 committed through a data source, then rows 6-10 and their records gone from the mirror. */
+    private static void putMirrorBackToAnOlderBackup(TwoNodes.Pair pair, LockstepConfig config) throws SQLException {
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            for (int id = 1; id <= 10; id++) {
+                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+            }
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror(); Statement ms = m.createStatement()) {
+            List<List<Object>> newest = rows(p, "SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0"
+                    + " ORDER BY epoch DESC, seq DESC LIMIT 6");
+            ms.execute("SET session_replication_role = replica");
+            ms.execute("SET lockstep.applier = on");
+            ms.execute("DELETE FROM t WHERE id > 5");
+            ms.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) > (" + newest.get(5).get(0) + ", "
+                    + newest.get(5).get(1) + ")");
+        }
+    }
+
+    /**
      * {@code seedingTimeout} bounds the whole copy, not each statement: on a new mirror where every
      * table takes a while to create, each statement finishes well within the limit but the seed
      * does not; it is cancelled, nothing is left on the mirror, {@code CatchUpFailed} reports 57014,
