@@ -352,25 +352,36 @@ final class Coordinator implements AutoCloseable {
             p.setAutoCommit(false);
             PrincipalState.Seen seen = PrincipalState.readSeen(p, config.remoteCallTimeout());
             if (seen.state() != MirroringState.SYNCHRONIZED) {
-                p.rollback();
                 return record;
             }
             Optional<String> missing = MirrorGap.newestRecordMissingOnMirror(p, m, config.remoteCallTimeout());
-            if (missing.isEmpty()) {
-                p.rollback();
+            p.rollback();
+            // A change of the mirroring state meanwhile (an exposed commit, a whole catch-up) may
+            // explain the gap: the monitor then acts on the state as it is.
+            if (missing.isEmpty() || PrincipalState.readSeen(p, config.remoteCallTimeout()).change() != seen.change()) {
                 return record;
             }
             String why = "mirror " + mirrorNode.name() + " lacks " + missing.get() + " that principal " + principalNode.name()
                     + " committed: catching it up";
             LOG.warn("lockstep: partnership {}: {}", config.partnership(), why);
-            if (record != null) {
-                p.rollback();
-                // Compare-and-set: a record another coordinator moved meanwhile is left to the monitor.
-                witness.transition(record, RoleChanges.mirrorLost(record).next(), null, why, config.coordinatorId());
+            // Witness first, then the principal (which then refuses lockstep commits at once), as
+            // the monitor records a lost mirror; each a compare-and-set, left to the monitor if
+            // another coordinator moved it meanwhile.
+            if (record != null && !witness.transition(record, RoleChanges.mirrorLost(record).next(), null, why,
+                    config.coordinatorId())) {
                 return witness.read(config.partnership()).record();
             }
             PrincipalState.recordIf(p, epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout());
-            return null;
+            return record == null ? null : witness.read(config.partnership()).record();
+        } catch (SQLException e) {
+            if (!SqlStates.isConnectionLoss(e) && !SqlStates.LOCK_NOT_AVAILABLE.equals(e.getSQLState())) {
+                throw e;
+            }
+            // A partner lost since its check moments ago (the monitor finds it failed), or a
+            // cut-over holding the node state (one that ends SYNCHRONIZED has replayed everything).
+            LOG.warn("lockstep: partnership {}: could not compare the mirror's journal with the principal's at start: {}",
+                    config.partnership(), e.getMessage());
+            return record;
         }
     }
 

@@ -235,7 +235,7 @@ class SeedingTest extends OnTwoNodesAndWitness {
     @Test
     void aMirrorPutBackToAnOlderBackupWhileNoCoordinatorRanIsCaughtUpAtTheNextStart() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("putback");
-        putMirrorBackToAnOlderBackup(pair, config(pair));
+        putMirrorBackToAnOlderBackup(pair, config(pair), false);
         try (LockstepDataSource ds = LockstepDataSource.start(config(pair)); Connection p = pair.principal();
              Connection m = pair.mirror()) {
             // The catch-up records SYNCHRONIZED before it reports its result.
@@ -254,18 +254,76 @@ class SeedingTest extends OnTwoNodesAndWitness {
     void withoutAWitnessAMirrorPutBackToAnOlderBackupIsCaughtUpAtTheNextStart() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("putbacknw");
         LockstepConfig config = pair.config().partnerTimeout(Duration.ofSeconds(2)).heartbeatInterval(Duration.ofMillis(200)).build();
-        putMirrorBackToAnOlderBackup(pair, config);
+        putMirrorBackToAnOlderBackup(pair, config, false);
         try (LockstepDataSource ds = LockstepDataSource.start(config); Connection p = pair.principal(); Connection m = pair.mirror()) {
             await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
                     .until(() -> ds.partnership().status().state() == MirroringState.SYNCHRONIZED
                             && ds.partnership().lastCatchUp().isPresent());
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().replayed()).isEqualTo(5);
             assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(10).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
             assertThat(ds.partnership().verify().identical()).isTrue();
         }
     }
 
-    /** Rows 1-10 committed through a data source, then rows 6-10 and their records gone from the mirror. */
-    private static void putMirrorBackToAnOlderBackup(TwoNodes.Pair pair, LockstepConfig config) throws SQLException {
+    /**
+     * As above, after retention deleted every record on the principal (its journal is empty): the
+     * last record it deleted is the one the mirror must hold or have trimmed past. The put-back
+     * mirror has neither, and the records it lacks are gone, so it is seeded.
+     */
+    @Test
+    void aMirrorPutBackToAnOlderBackupAfterRetentionEmptiedThePrincipalsJournalIsSeededAtTheNextStart() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("putbacktrim");
+        putMirrorBackToAnOlderBackup(pair, config(pair), true);
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair)); Connection p = pair.principal();
+             Connection m = pair.mirror()) {
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
+            assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(10).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .anyMatch(r -> r.contains("(trimmed on the principal) that principal node-a committed"));
+    }
+
+    /** A healthy mirror that retention trimmed like the principal is left SYNCHRONIZED by the start's check. */
+    @Test
+    void aMirrorTrimmedLikeThePrincipalStaysSynchronizedAtTheNextStart() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("trimmedboth");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            for (int id = 1; id <= 3; id++) {
+                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+            }
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+            String pastNewest = pastNewestRecord(p);
+            TwoNodes.value(p, "SELECT lockstep.trim_journal(" + pastNewest + ")");
+            TwoNodes.value(m, "SELECT lockstep.trim_journal(" + pastNewest + ")");
+            assertThat(TwoNodes.value(m, "SELECT count(*) FROM lockstep.journal WHERE epoch > 0")).isEqualTo(0L);
+        }
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            // The check runs inside start(): had it found a gap, the record would be behind already.
+            assertThat(record(pair).state()).isEqualTo(MirroringState.SYNCHRONIZED);
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (4)")).isTrue();
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .noneMatch(r -> r.contains("lacks journal record"));
+    }
+
+    /** "epoch, seq + 1" of the node's newest record: trimming to it deletes every record. */
+    private static String pastNewestRecord(Connection node) throws SQLException {
+        List<Object> newest = rows(node, "SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0"
+                + " ORDER BY epoch DESC, seq DESC LIMIT 1").get(0);
+        return newest.get(0) + ", " + ((Long) newest.get(1) + 1);
+    }
+
+    /**
+     * Rows 1-10 committed through a data source, then rows 6-10 and their records gone from the
+     * mirror; with {@code trimmedPrincipal}, retention deleted every record on the principal first.
+     */
+    private static void putMirrorBackToAnOlderBackup(TwoNodes.Pair pair, LockstepConfig config, boolean trimmedPrincipal)
+            throws SQLException {
         try (LockstepDataSource ds = LockstepDataSource.start(config)) {
             assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
             for (int id = 1; id <= 10; id++) {
@@ -275,6 +333,9 @@ class SeedingTest extends OnTwoNodesAndWitness {
         try (Connection p = pair.principal(); Connection m = pair.mirror(); Statement ms = m.createStatement()) {
             List<List<Object>> newest = rows(p, "SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0"
                     + " ORDER BY epoch DESC, seq DESC LIMIT 6");
+            if (trimmedPrincipal) {
+                TwoNodes.value(p, "SELECT lockstep.trim_journal(" + pastNewestRecord(p) + ")");
+            }
             ms.execute("SET session_replication_role = replica");
             ms.execute("SET lockstep.applier = on");
             ms.execute("DELETE FROM t WHERE id > 5");
