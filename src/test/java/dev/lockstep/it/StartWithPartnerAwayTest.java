@@ -45,11 +45,7 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
     void aDataSourceStartsWithTheMirrorDownCommitsExposedAndCatchesTheMirrorUpWhenItReturns() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("mirror-away");
         LockstepConfig config = config(pair);
-        Set<Long> acknowledged = new HashSet<>();
-        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
-            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
-            insertUntilAcknowledged(ds, acknowledged);
-        }
+        Set<Long> acknowledged = tableWithOneRow(config);
         nodes.b().kill();
         try {
             try (LockstepDataSource ds = LockstepDataSource.start(config)) {
@@ -62,21 +58,15 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             nodes.b().restart();
         }
         try (LockstepDataSource ds = LockstepDataSource.start(config)) {
-            awaitSynchronizedAndIdentical(pair, ds);
-            insertUntilAcknowledged(ds, acknowledged);
+            backInLockstep(pair, ds, acknowledged);
         }
-        assertAcknowledgedOnBoth(pair, acknowledged);
     }
 
     @Test
     void aDataSourceStartsWithThePrincipalDownFailsOverAndTheOldPrincipalRejoinsAsMirrorAtTheNextStart() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("principal-away");
         LockstepConfig config = config(pair);
-        Set<Long> acknowledged = new HashSet<>();
-        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
-            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
-            insertUntilAcknowledged(ds, acknowledged);
-        }
+        Set<Long> acknowledged = tableWithOneRow(config);
         nodes.a().kill();
         try {
             // Nobody else runs: the coordinator that starts now is the one to fail over.
@@ -95,10 +85,8 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             try (Connection a = pair.principal()) {
                 assertThat(rows(a, "SELECT role, epoch FROM lockstep.node_state")).containsExactly(List.of("mirror", 2L));
             }
-            awaitSynchronizedAndIdentical(pair, ds);
-            insertUntilAcknowledged(ds, acknowledged);
+            backInLockstep(pair, ds, acknowledged);
         }
-        assertAcknowledgedOnBoth(pair, acknowledged);
     }
 
     @Test
@@ -137,10 +125,7 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
     void aDataSourceStartsWithTheMirrorFrozenWithinItsConnectTimeout() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("mirror-frozen");
         LockstepConfig config = config(pair);
-        Set<Long> acknowledged = new HashSet<>();
-        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
-            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
-        }
+        Set<Long> acknowledged = tableWithOneRow(config);
         nodes.b().freeze();
         try {
             // Bounded by the login timeout (connectTimeout, 2 s here), not by the frozen server.
@@ -190,6 +175,16 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
         }
     }
 
+    /** Creates table t and commits one row through a data source, closed again; returns the row's id. */
+    private Set<Long> tableWithOneRow(LockstepConfig config) throws SQLException {
+        Set<Long> acknowledged = new HashSet<>();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            insertUntilAcknowledged(ds, acknowledged);
+        }
+        return acknowledged;
+    }
+
     /** Inserts a row, retrying as an application would until one attempt is acknowledged. */
     private void insertUntilAcknowledged(LockstepDataSource ds, Set<Long> acknowledged) {
         // Each attempt its own id: a failed attempt may still commit (40003), and must not collide.
@@ -202,6 +197,13 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
                     }
                     return false;
                 });
+    }
+
+    /** Once both partners are back: SYNCHRONIZED and identical, commits in lockstep, nothing acknowledged lost. */
+    private void backInLockstep(TwoNodes.Pair pair, LockstepDataSource ds, Set<Long> acknowledged) throws SQLException {
+        awaitSynchronizedAndIdentical(pair, ds);
+        insertUntilAcknowledged(ds, acknowledged);
+        assertAcknowledgedOnBoth(pair, acknowledged);
     }
 
     private static void awaitSynchronizedAndIdentical(TwoNodes.Pair pair, LockstepDataSource ds) {
