@@ -337,7 +337,8 @@ final class Coordinator implements AutoCloseable {
      * A mirror recorded SYNCHRONIZED that lacks a transaction the principal committed (restored
      * from an older backup while no coordinator ran) is recorded behind, at the witness or else on
      * the principal, so that catch-up replays what it lacks before lockstep resumes; otherwise
-     * commits would go on over the gap and a failover would serve it.
+     * commits would go on over the gap and a failover would serve it. A principal that lacks what
+     * its mirror committed is refused (55000).
      *
      * @return the witness's record as it stands now; null without a witness
      */
@@ -353,6 +354,16 @@ final class Coordinator implements AutoCloseable {
             PrincipalState.Seen seen = PrincipalState.readSeen(p, config.remoteCallTimeout());
             if (seen.state() != MirroringState.SYNCHRONIZED) {
                 return record;
+            }
+            Optional<String> lost = MirrorGap.newestMirrorRecordMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
+            if (lost.isPresent()) {
+                // Lockstep on top of it would build on a history that lacks acknowledged commits.
+                throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership() + " cannot start:"
+                        + " principal " + principalNode.name() + " lacks " + lost.get() + " that its SYNCHRONIZED mirror "
+                        + mirrorNode.name() + " committed at epoch " + epoch + ", so it lost committed transactions (restored"
+                        + " from an older backup?); the mirror holds them. Make " + mirrorNode.name() + " the principal: with a"
+                        + " witness, stop " + principalNode.name() + " and start again; the coordinator then fails over to "
+                        + mirrorNode.name() + ", and " + principalNode.name() + " rejoins as its mirror when it returns", null);
             }
             Optional<String> missing = MirrorGap.newestRecordMissingOnMirror(p, m, config.remoteCallTimeout());
             p.rollback();

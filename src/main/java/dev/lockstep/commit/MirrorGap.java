@@ -9,7 +9,8 @@ import java.util.Optional;
 
 /**
  * Whether a mirror recorded SYNCHRONIZED lacks a transaction its principal committed: a mirror
- * restored from an older backup, or put back from a snapshot, while no coordinator watched.
+ * restored from an older backup, or put back from a snapshot, while no coordinator watched; and
+ * the reverse, a principal put back so that it lacks what its mirror committed.
  *
  * <p>While the partnership is SYNCHRONIZED every commit reaches the mirror before the principal
  * (the mirror commits first), so the principal's newest journal record is on the mirror too,
@@ -76,6 +77,68 @@ public final class MirrorGap {
             ps.setQueryTimeout(Nodes.seconds(callTimeout));
             try (ResultSet rs = ps.executeQuery()) {
                 return rs.next() ? Optional.of(new Newest(rs.getLong(1), rs.getLong(2), "trimmed on the principal")) : Optional.empty();
+            }
+        }
+    }
+
+    /**
+     * The reverse: whether the principal lacks a transaction its SYNCHRONIZED mirror committed
+     * (the principal restored from an older backup), so that acknowledged commits are missing
+     * from it. The mirror commits before the principal, so a record the mirror holds may still be
+     * prepared on the principal (another coordinator's commit in flight, or in doubt): that counts
+     * as held. Only records of the given epoch are compared.
+     *
+     * @param principal   a connection to the principal (read committed: each query sees what committed before it)
+     * @param mirror      a connection to the mirror
+     * @param epoch       the partnership's epoch
+     * @param callTimeout deadline of each query
+     * @return the mirror's newest record of the epoch that the principal neither holds, nor has
+     *         prepared, nor trimmed past; empty otherwise
+     * @throws SQLException when a node cannot be read
+     */
+    public static Optional<String> newestMirrorRecordMissingOnPrincipal(Connection principal, Connection mirror, long epoch,
+                                                                        Duration callTimeout) throws SQLException {
+        long seq;
+        String gid;
+        try (PreparedStatement ps = mirror.prepareStatement(
+                "SELECT seq, gid FROM lockstep.journal WHERE epoch = ? ORDER BY seq DESC LIMIT 1")) {
+            ps.setQueryTimeout(Nodes.seconds(callTimeout));
+            ps.setLong(1, epoch);
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    return Optional.empty();
+                }
+                seq = rs.getLong(1);
+                gid = rs.getString(2);
+            }
+        }
+        // Prepared first, then the journal in a later snapshot: a commit that finishes in between
+        // is seen by the second query.
+        if (exists(principal, "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = ? AND database = current_database())",
+                gid, callTimeout)) {
+            return Optional.empty();
+        }
+        try (PreparedStatement ps = principal.prepareStatement("SELECT EXISTS (SELECT 1 FROM lockstep.journal WHERE epoch = ? AND seq = ?)"
+                + " OR EXISTS (SELECT 1 FROM lockstep.node_state WHERE (journal_trimmed_epoch, journal_trimmed_seq) > (?, ?))")) {
+            ps.setQueryTimeout(Nodes.seconds(callTimeout));
+            ps.setLong(1, epoch);
+            ps.setLong(2, seq);
+            ps.setLong(3, epoch);
+            ps.setLong(4, seq);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1) ? Optional.empty() : Optional.of("journal record " + epoch + "/" + seq + " (" + gid + ")");
+            }
+        }
+    }
+
+    private static boolean exists(Connection node, String sql, String parameter, Duration callTimeout) throws SQLException {
+        try (PreparedStatement ps = node.prepareStatement(sql)) {
+            ps.setQueryTimeout(Nodes.seconds(callTimeout));
+            ps.setString(1, parameter);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1);
             }
         }
     }

@@ -175,6 +175,52 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
         }
     }
 
+    /**
+     * The principal is put back to an older backup while no coordinator runs: it lacks commits
+     * its SYNCHRONIZED mirror holds. The start refuses (lockstep on top of it would build on a
+     * history without acknowledged commits) and names the remedy, which works: with the old
+     * principal stopped, a start fails over to the mirror, and the old principal rejoins as mirror
+     * and is caught up with what it lacked.
+     */
+    @Test
+    void aPrincipalPutBackToAnOlderBackupIsRefusedAndStoppingItFailsOverToTheMirrorThatHoldsEverything() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("principal-putback");
+        LockstepConfig config = config(pair);
+        Set<Long> acknowledged = tableWithOneRow(config);
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            for (int i = 0; i < 5; i++) {
+                insertUntilAcknowledged(ds, acknowledged);
+            }
+        }
+        long newest = acknowledged.stream().mapToLong(Long::longValue).max().orElseThrow();
+        try (Connection a = pair.principal(); java.sql.Statement st = a.createStatement()) {
+            st.execute("SET session_replication_role = replica");
+            st.execute("SET lockstep.applier = on");
+            st.execute("DELETE FROM t WHERE id = " + newest);
+            st.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) = (SELECT epoch, seq FROM lockstep.journal"
+                    + " WHERE epoch > 0 ORDER BY epoch DESC, seq DESC LIMIT 1)");
+        }
+        assertThatThrownBy(() -> LockstepDataSource.start(config)).isInstanceOf(SQLException.class)
+                .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("55000"))
+                .hasMessageContaining("principal node-a lacks journal record 1/")
+                .hasMessageContaining("that its SYNCHRONIZED mirror node-b committed")
+                .hasMessageContaining("stop node-a and start again");
+        assertThat(record(pair).epoch()).isEqualTo(1);
+        nodes.a().kill();
+        boolean back = false;
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(100)).ignoreExceptions()
+                    .until(() -> record(pair).principal().equals("node-b"));
+            nodes.a().restart();
+            back = true;
+            backInLockstep(pair, ds, acknowledged);
+        } finally {
+            if (!back) {
+                nodes.a().restart();
+            }
+        }
+    }
+
     /** Creates table t and commits one row through a data source, closed again; returns the row's id. */
     private Set<Long> tableWithOneRow(LockstepConfig config) throws SQLException {
         Set<Long> acknowledged = new HashSet<>();
