@@ -351,19 +351,27 @@ final class Coordinator implements AutoCloseable {
         try (Connection p = connectDirect(config, principalNode, startProperties());
              Connection m = connectDirect(config, mirrorNode, startProperties())) {
             p.setAutoCommit(false);
+            // Each query its own snapshot, whatever the database's default isolation: the checks
+            // rely on seeing commits that finished before each query.
+            p.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
+            m.setAutoCommit(true);
             PrincipalState.Seen seen = PrincipalState.readSeen(p, config.remoteCallTimeout());
             if (seen.state() != MirroringState.SYNCHRONIZED) {
                 return record;
             }
-            Optional<String> lost = MirrorGap.newestMirrorRecordMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
+            Optional<String> lost = principalLacksMirrorCommits(p, m, epoch);
             if (lost.isPresent()) {
+                p.rollback();
                 // Lockstep on top of it would build on a history that lacks acknowledged commits.
                 throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership() + " cannot start:"
                         + " principal " + principalNode.name() + " lacks " + lost.get() + " that its SYNCHRONIZED mirror "
                         + mirrorNode.name() + " committed at epoch " + epoch + ", so it lost committed transactions (restored"
-                        + " from an older backup?); the mirror holds them. Make " + mirrorNode.name() + " the principal: with a"
-                        + " witness, stop " + principalNode.name() + " and start again; the coordinator then fails over to "
-                        + mirrorNode.name() + ", and " + principalNode.name() + " rejoins as its mirror when it returns", null);
+                        + " from an older backup?); the mirror holds them. " + (witness != null
+                        ? "Make " + mirrorNode.name() + " the principal: stop " + principalNode.name() + " and start again; the"
+                        + " coordinator then fails over to " + mirrorNode.name() + ", and " + principalNode.name()
+                        + " rejoins as its mirror when it returns"
+                        : "Without a witness no start can fail over to it, since a start needs both partners (README,"
+                        + " Known limits)"), null);
             }
             Optional<String> missing = MirrorGap.newestRecordMissingOnMirror(p, m, config.remoteCallTimeout());
             p.rollback();
@@ -394,6 +402,21 @@ final class Coordinator implements AutoCloseable {
                     config.partnership(), e.getMessage());
             return record;
         }
+    }
+
+    /**
+     * The mirror's newest record of the epoch that the principal lacks, asked twice: a real loss
+     * persists, whereas a commit of another coordinator caught between its two steps does not.
+     */
+    private Optional<String> principalLacksMirrorCommits(Connection p, Connection m, long epoch) throws SQLException {
+        Optional<String> lost = MirrorGap.newestMirrorRecordMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
+        p.rollback();
+        if (lost.isEmpty()) {
+            return lost;
+        }
+        Optional<String> again = MirrorGap.newestMirrorRecordMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
+        p.rollback();
+        return again;
     }
 
     /** The in-doubt resolver and journal retention, each on its own schedule. */

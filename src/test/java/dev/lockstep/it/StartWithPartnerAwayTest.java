@@ -3,6 +3,8 @@ package dev.lockstep.it;
 import dev.lockstep.LockstepConfig;
 import dev.lockstep.LockstepDataSource;
 import dev.lockstep.NodeConfig;
+import dev.lockstep.commit.CommitObserver;
+import dev.lockstep.core.CommitStep;
 import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.QuorumRules;
@@ -16,6 +18,12 @@ import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 import static dev.lockstep.it.TwoNodes.lockstepPrepared;
@@ -218,6 +226,51 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             if (!back) {
                 nodes.a().restart();
             }
+        }
+    }
+
+    /**
+     * The check above must not mistake another coordinator's commit in flight for a loss: the
+     * mirror has committed it, the principal has only prepared it. A start at that moment is
+     * not refused, and the commit is acknowledged.
+     */
+    @Test
+    void aStartDuringAnotherCoordinatorsCommitBetweenMirrorAndPrincipalIsNotRefused() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("start-mid-commit");
+        CountDownLatch atMirrorCommitted = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        AtomicBoolean armed = new AtomicBoolean();
+        CommitObserver holdAfterMirror = (step, gid) -> {
+            if (step == CommitStep.MIRROR_COMMITTED && armed.compareAndSet(true, false)) {
+                atMirrorCommitted.countDown();
+                try {
+                    release.await(30, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        };
+        ExecutorService client = Executors.newSingleThreadExecutor();
+        try (LockstepDataSource first = LockstepDataSource.start(pair.config().witness(witness.config())
+                .partnerTimeout(PARTNER_TIMEOUT).heartbeatInterval(Duration.ofMillis(200)).commitObserver(holdAfterMirror).build())) {
+            assertThat(TwoNodes.acknowledged(first, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            armed.set(true);
+            Future<Boolean> held = client.submit(() -> TwoNodes.acknowledged(first, "INSERT INTO t VALUES (1)"));
+            assertThat(atMirrorCommitted.await(30, TimeUnit.SECONDS)).isTrue();
+            try (Connection a = pair.principal()) {
+                assertThat(lockstepPrepared(a)).hasSize(1);
+            }
+            try (LockstepDataSource second = LockstepDataSource.start(config(pair))) {
+                assertThat(record(pair).state()).isEqualTo(MirroringState.SYNCHRONIZED);
+                release.countDown();
+                assertThat(held.get(30, TimeUnit.SECONDS)).isTrue();
+                assertThat(TwoNodes.acknowledged(second, "INSERT INTO t VALUES (2)")).isTrue();
+                assertThat(second.partnership().verify().identical()).isTrue();
+            }
+            assertAcknowledgedOnBoth(pair, Set.of(1L, 2L));
+        } finally {
+            release.countDown();
+            client.shutdownNow();
         }
     }
 
