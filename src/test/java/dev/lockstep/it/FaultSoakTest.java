@@ -205,10 +205,14 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
                 }
             }
             case RESTART_COORDINATOR -> {
-                load.stop();
+                // The other coordinator keeps committing: the new instance's start-up checks run
+                // against commits in flight.
                 int which = random.nextInt(sources.length);
+                load.stopWritersOf(which);
+                int other = load.countOf(1 - which);
                 sources[which].close();
                 sources[which] = LockstepDataSource.start(configs[which]);
+                await().atMost(Duration.ofSeconds(60)).until(() -> load.countOf(1 - which) >= other + 20);
             }
             case CUT_SECOND_FROM_PRINCIPAL, CUT_SECOND_FROM_MIRROR -> {
                 TcpProxy link = second(fault == Fault.CUT_SECOND_FROM_PRINCIPAL ? before.principal() : before.mirror());
@@ -322,6 +326,21 @@ class FaultSoakTest extends OnTwoNodesAndWitness {
             first.stop();
             second.stop();
             transfers.stop();
+        }
+
+        /** Stops the work that goes through one coordinator: the first's writers, or the second's and the transfers. */
+        void stopWritersOf(int coordinator) throws Exception {
+            if (coordinator == 0) {
+                first.stop();
+            } else {
+                second.stop();
+                transfers.stop();
+            }
+        }
+
+        /** Inserts acknowledged through one coordinator. */
+        int countOf(int coordinator) {
+            return coordinator == 0 ? first.count() : second.count();
         }
     }
 
