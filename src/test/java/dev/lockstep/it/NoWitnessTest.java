@@ -172,4 +172,121 @@ class NoWitnessTest extends OnTwoNodes {
             assertThat(TwoNodes.lockstepPrepared(a)).isEmpty();
         }
     }
+
+    /**
+     * An application restarted while the mirror is down: without a witness the principal starts
+     * alone (as it goes on alone when its mirror fails at run time), commits exposed, and catches
+     * the mirror up when it returns. Before, no data source could start until the mirror was back.
+     */
+    @Test
+    void theMirrorDownAtStart_thePrincipalStartsAloneAndCatchesItUpWhenItReturns() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("nowitness_start_alone");
+        LockstepConfig config = config(pair);
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(write(ds, 1)).isTrue();
+        }
+        nodes.b().kill();
+        boolean back = false;
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            await().atMost(Duration.ofSeconds(30)).until(() -> write(ds, 2));
+            try (Connection p = pair.principal()) {
+                assertThat(value(p, "SELECT mirroring_state FROM lockstep.node_state")).isEqualTo("DISCONNECTED");
+            }
+            nodes.b().restart();
+            back = true;
+            await().atMost(Duration.ofSeconds(60)).ignoreExceptions()
+                    .until(() -> ds.partnership().status().state() == MirroringState.SYNCHRONIZED && ds.partnership().verify().identical());
+            assertThat(write(ds, 3)).isTrue();
+        } finally {
+            if (!back) {
+                nodes.b().restart();
+            }
+        }
+        try (Connection m = pair.mirror()) {
+            assertThat(rows(m, "SELECT id FROM t ORDER BY id")).containsExactly(List.of(1L), List.of(2L), List.of(3L));
+        }
+    }
+
+    /**
+     * The principal is down and no data source runs (every instance restarted during the outage):
+     * none can start, since the mirror may not serve without a forced service, and forced service
+     * needs no data source. After it, a data source with the same configuration serves from the
+     * old mirror alone; the old principal, back, becomes its mirror and is caught up on resume.
+     */
+    @Test
+    void thePrincipalDownWithNoDataSourceRunning_theOperatorForcesServiceAndTheMirrorServesAlone() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("nowitness_force_alone");
+        LockstepConfig config = config(pair);
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(write(ds, 1)).isTrue();
+        }
+        nodes.a().kill();
+        boolean back = false;
+        try {
+            assertThatThrownBy(() -> LockstepDataSource.start(config)).isInstanceOf(SQLException.class)
+                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("55000"))
+                    .hasMessageContaining("node node-b is mirror at epoch 1 and principal node-a cannot be reached")
+                    .hasMessageContaining("forceServiceWithoutDataSource");
+            assertThatThrownBy(() -> dev.lockstep.Partnership.forceServiceWithoutDataSource(config, false))
+                    .isInstanceOf(SQLException.class).hasMessageContaining("consent");
+            PartnershipRecord forced = dev.lockstep.Partnership.forceServiceWithoutDataSource(config, true);
+            assertThat(forced.epoch()).isEqualTo(2);
+            assertThat(forced.principal()).isEqualTo("node-b");
+            assertThat(forced.state()).isEqualTo(MirroringState.SUSPENDED);
+            try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+                assertThat(ds.partnership().status().principal()).isEqualTo("node-b");
+                await().atMost(Duration.ofSeconds(30)).until(() -> write(ds, 2));
+                nodes.a().restart();
+                back = true;
+                await().atMost(Duration.ofSeconds(30)).ignoreExceptions().until(() -> {
+                    try (Connection a = pair.principal()) {
+                        return rows(a, "SELECT role, epoch FROM lockstep.node_state").equals(List.of(List.of("mirror", 2L)));
+                    }
+                });
+                ds.partnership().resume();
+                await().atMost(Duration.ofSeconds(60)).ignoreExceptions()
+                        .until(() -> ds.partnership().status().state() == MirroringState.SYNCHRONIZED && ds.partnership().verify().identical());
+                assertThat(write(ds, 3)).isTrue();
+            }
+            // Forced service is refused while the principal answers.
+            assertThatThrownBy(() -> dev.lockstep.Partnership.forceServiceWithoutDataSource(config, true))
+                    .isInstanceOf(SQLException.class).hasMessageContaining("principal node-a of partnership nowitness_force_alone answers");
+        } finally {
+            if (!back) {
+                nodes.a().restart();
+            }
+        }
+        try (Connection a = pair.principal()) {
+            assertThat(rows(a, "SELECT id FROM t ORDER BY id")).containsExactly(List.of(1L), List.of(2L), List.of(3L));
+        }
+    }
+
+    /** A principal wiped and installed afresh may not serve alone: it would hide the data its mirror holds. */
+    @Test
+    void aBlankPrincipalDoesNotStartAloneWhileItsMirrorIsDown() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("nowitness_blank");
+        LockstepConfig config = config(pair);
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            assertThat(write(ds, 1)).isTrue();
+        }
+        try (Connection admin = nodes.a().connectDirect("postgres"); Statement st = admin.createStatement()) {
+            st.execute("DROP DATABASE " + pair.dbA() + " WITH (FORCE)");
+            st.execute("CREATE DATABASE " + pair.dbA());
+        }
+        nodes.b().kill();
+        try {
+            assertThatThrownBy(() -> LockstepDataSource.start(config)).isInstanceOf(SQLException.class)
+                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("08001"))
+                    .hasMessageContaining("principal node-a is blank, so it does not serve alone")
+                    .hasMessageContaining("cannot connect to node node-b");
+        } finally {
+            nodes.b().restart();
+        }
+        try (Connection m = pair.mirror()) {
+            assertThat(rows(m, "SELECT id FROM t")).containsExactly(List.of(1L));
+        }
+    }
 }
