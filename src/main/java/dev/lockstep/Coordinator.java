@@ -201,9 +201,8 @@ final class Coordinator implements AutoCloseable {
         Coordinator coordinator = new Coordinator(config, witnessPool, witness);
         try {
             // With the witness's record of an existing partnership, one partner may be away: the
-            // monitor then acts as it would had the partner failed after the start. Without a
-            // witness, the principal may start alone, as it goes on alone when its mirror fails.
-            boolean oneMayBeAway = partnershipExisted || witness == null;
+            // monitor then acts as it would had the partner failed after the start.
+            boolean oneMayBeAway = partnershipExisted;
             SQLException principalAway = null;
             NodeView principal = null;
             try {
@@ -228,14 +227,10 @@ final class Coordinator implements AutoCloseable {
                 if (!oneMayBeAway || principalAway != null || !SqlStates.isConnectionLoss(e)) {
                     throw e;
                 }
-                return witness == null
-                        ? coordinator.startAloneWithoutWitness(principalNode, mirrorNode, principal, e)
-                        : coordinator.startWithPartnerAway(record, principalNode, mirrorNode, principal, NodeRole.PRINCIPAL, e);
+                return coordinator.startWithPartnerAway(record, principalNode, mirrorNode, principal, NodeRole.PRINCIPAL, e);
             }
             if (principalAway != null) {
-                return witness == null
-                        ? coordinator.startAloneWithoutWitness(mirrorNode, principalNode, mirror, principalAway)
-                        : coordinator.startWithPartnerAway(record, principalNode, mirrorNode, mirror, NodeRole.MIRROR, principalAway);
+                return coordinator.startWithPartnerAway(record, principalNode, mirrorNode, mirror, NodeRole.MIRROR, principalAway);
             }
             if (witness == null && PartnershipCheck.mirrorServesWithoutWitness(principal, mirror)) {
                 LOG.warn("lockstep: partnership {}: node {} serves as principal at epoch {} (forced service); node {} is its mirror",
@@ -312,9 +307,15 @@ final class Coordinator implements AutoCloseable {
     private Coordinator startWithPartnerAway(PartnershipRecord record, NodeConfig principalNode, NodeConfig mirrorNode,
                                              NodeView present, NodeRole presentRole, SQLException away) throws SQLException {
         List<String> problems = PartnershipCheck.problemsWithPartnerAway(config.partnership(), present, presentRole, record.epoch());
-        NodeConfig presentNode = presentRole == NodeRole.PRINCIPAL ? principalNode : mirrorNode;
-        if (problems.isEmpty() && isBlank(presentNode)) {
-            throw blankAlone(presentRole, presentNode, presentRole == NodeRole.PRINCIPAL ? mirrorNode : principalNode, away);
+        if (problems.isEmpty() && presentRole == NodeRole.MIRROR) {
+            try (Connection c = connectDirect(config, mirrorNode, startProperties())) {
+                if (SeedMark.blank(c)) {
+                    // It holds nothing yet (new, or wiped and installed afresh): promoted, it would
+                    // serve an empty database in place of the principal's.
+                    problems = List.of("mirror " + mirrorNode.name() + " is blank, so it cannot stand in for principal "
+                            + principalNode.name() + ", which cannot be reached");
+                }
+            }
         }
         if (!problems.isEmpty()) {
             SQLException refused = SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
@@ -369,10 +370,8 @@ final class Coordinator implements AutoCloseable {
                         ? "Make " + mirrorNode.name() + " the principal: stop " + principalNode.name() + " and start again; the"
                         + " coordinator then fails over to " + mirrorNode.name() + ", and " + principalNode.name()
                         + " rejoins as its mirror when it returns"
-                        : "Make " + mirrorNode.name() + " the principal: stop " + principalNode.name() + ", force service"
-                        + " (Partnership.forceServiceWithoutDataSource or the force-service command; the mirror holds all"
-                        + " the principal had) and start again; " + principalNode.name() + " rejoins as its mirror when it"
-                        + " returns"), null);
+                        : "Without a witness no start can fail over to it, since a start needs both partners (README,"
+                        + " Known limits)"), null);
             }
             Optional<String> missing = MirrorGap.newestRecordMissingOnMirror(p, m, config.remoteCallTimeout());
             p.rollback();
@@ -418,103 +417,6 @@ final class Coordinator implements AutoCloseable {
         Optional<String> again = MirrorGap.newestMirrorRecordMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
         p.rollback();
         return again;
-    }
-
-    /**
-     * Without a witness, one node alone may serve only if it is principal (as configured, or
-     * after a forced service), as a principal goes on alone when its mirror fails; a mirror
-     * becomes principal only through a forced service, which the operator runs
-     * ({@link Partnership#forceServiceWithoutDataSource}), since only they can know the principal is down.
-     */
-    private Coordinator startAloneWithoutWitness(NodeConfig presentNode, NodeConfig absentNode, NodeView present,
-                                                 SQLException away) throws SQLException {
-        String problem = !present.partnership().equals(config.partnership())
-                ? "node " + presentNode.name() + " belongs to partnership " + present.partnership() + ", not " + config.partnership()
-                : present.role() != NodeRole.PRINCIPAL
-                ? "node " + present.node() + " is " + present.role().sqlName() + " at epoch " + present.epoch() + " and principal "
-                        + absentNode.name() + " cannot be reached; without a witness only a forced service makes it principal"
-                        + " (Partnership.forceServiceWithoutDataSource or the force-service command, which need no running data source)"
-                : null;
-        if (problem == null && isBlank(presentNode)) {
-            throw blankAlone(NodeRole.PRINCIPAL, presentNode, absentNode, away);
-        }
-        if (problem != null) {
-            SQLException refused = SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
-                    + " cannot start: " + problem, null);
-            refused.addSuppressed(away);
-            throw refused;
-        }
-        LOG.warn("lockstep: coordinator {} of partnership {} starts at epoch {} on principal {} alone: {} cannot be reached ({})",
-                config.coordinatorId(), config.partnership(), present.epoch(), presentNode.name(), absentNode.name(), away.getMessage());
-        topology.set(new Topology(present.epoch(), presentNode, absentNode));
-        scheduleUpkeep();
-        PartnershipRecord record;
-        try (Connection c = connectDirect(config, presentNode, startProperties())) {
-            c.setAutoCommit(false);
-            record = new PartnershipRecord(config.partnership(), present.epoch(), presentNode.name(), absentNode.name(),
-                    PrincipalState.read(c, config.remoteCallTimeout()), config.mode());
-        }
-        startMonitor(record);
-        return this;
-    }
-
-    private boolean isBlank(NodeConfig node) throws SQLException {
-        try (Connection c = connectDirect(config, node, startProperties())) {
-            return SeedMark.blank(c);
-        }
-    }
-
-    /**
-     * A blank node (new, or wiped and installed afresh) does not serve alone: it would serve an
-     * empty database in place of the data its partner may hold. The start waits for the partner,
-     * so the refusal keeps the partner's connection error (08xxx, retry) and says why.
-     */
-    private SQLException blankAlone(NodeRole role, NodeConfig blank, NodeConfig absent, SQLException away) {
-        return SqlStates.error(away.getSQLState(), "lockstep: partnership " + config.partnership() + " cannot start without "
-                + absent.name() + ": " + role.sqlName() + " " + blank.name() + " is blank, so it does not serve alone (a new"
-                + " partnership, or a wiped node, would hide what " + absent.name() + " holds): " + away.getMessage(), away);
-    }
-
-    /**
-     * Forced service without a witness and without a running coordinator (SQL Server's
-     * {@code FORCE_SERVICE_ALLOW_DATA_LOSS} run on the mirror): see {@link Partnership#forceServiceWithoutDataSource}.
-     */
-    static PartnershipRecord forceServiceAlone(LockstepConfig config, boolean allowDataLoss) throws SQLException {
-        if (config.witness() != null) {
-            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership() + " has a witness: start a"
-                    + " data source, which fails over by itself when quorum allows, or call Partnership.forceService", null);
-        }
-        if (answers(config, config.principal())) {
-            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: forced service refused: principal " + config.principal().name()
-                    + " of partnership " + config.partnership() + " answers; start a data source and use a planned failover", null);
-        }
-        try (Connection m = connectDirect(config, config.mirror(), startProperties(config))) {
-            NodeView view = NodeSchema.readView(m, config.mirror().name());
-            if (!view.partnership().equals(config.partnership()) || view.role() != NodeRole.MIRROR) {
-                throw SqlStates.error(SqlStates.NOT_READY, "lockstep: forced service refused: node " + config.mirror().name()
-                        + " is " + view.role().sqlName() + " of partnership " + view.partnership() + " at epoch " + view.epoch()
-                        + ", not the mirror of " + config.partnership(), null);
-            }
-            PartnershipRecord current = new PartnershipRecord(config.partnership(), view.epoch(), config.principal().name(),
-                    config.mirror().name(), MirroringState.SYNCHRONIZED, config.mode());
-            PartnershipRecord next = Failover.forceServiceWithoutWitness(current, config.mirror(), allowDataLoss,
-                    PartnerHealth.FAILED, config.remoteCallTimeout());
-            LOG.warn("lockstep: partnership {}: forced service: {} is principal at epoch {}, mirroring SUSPENDED",
-                    config.partnership(), config.mirror().name(), next.epoch());
-            return next;
-        }
-    }
-
-    /** Whether a connection to the node opens; false when it cannot be reached (a connection-class error). */
-    private static boolean answers(LockstepConfig config, NodeConfig node) throws SQLException {
-        try (Connection c = connectDirect(config, node, startProperties(config))) {
-            return true;
-        } catch (SQLException e) {
-            if (!SqlStates.isConnectionLoss(e)) {
-                throw e;
-            }
-            return false;
-        }
     }
 
     /** The in-doubt resolver and journal retention, each on its own schedule. */

@@ -111,25 +111,6 @@ public final class Partnership {
     }
 
     /**
-     * Forced service without a witness when no data source can start: the principal is down, and
-     * a data source needs it (only a principal starts alone without a witness). Run by the operator
-     * on the configuration of the partnership (as SQL Server's {@code FORCE_SERVICE_ALLOW_DATA_LOSS}
-     * is run on the mirror), it makes the configured mirror principal at the next epoch with
-     * mirroring SUSPENDED; a data source started afterwards serves from it alone, and the old
-     * principal, when it returns, becomes its mirror. Commits the old principal acknowledged that
-     * the mirror lacks are lost (they appear in the divergence report when it returns).
-     *
-     * @param config        the partnership's configuration (without a witness)
-     * @param allowDataLoss must be true: the operator accepts losing what the mirror lacks
-     * @return the new partnership record
-     * @throws SQLException 55000 when refused: a witness is configured, the principal answers, or
-     *                      the configured mirror is not this partnership's mirror
-     */
-    public static PartnershipRecord forceServiceWithoutDataSource(LockstepConfig config, boolean allowDataLoss) throws SQLException {
-        return Coordinator.forceServiceAlone(config, allowDataLoss);
-    }
-
-    /**
      * Suspends mirroring (SQL Server's {@code SET PARTNER SUSPEND}): the principal commits alone
      * and its journal keeps everything for the mirror; nothing catches the mirror up until
      * {@link #resume()}. The state is recorded at the witness and on the principal, so it

@@ -84,17 +84,6 @@ public final class AdminCommand {
      */
     public int run() throws SQLException, InterruptedException {
         LockstepConfig config = config();
-        if (command.equals("force-service") && config.witness() == null) {
-            // Run when the principal is down, so no data source can start (without a witness a
-            // start needs the principal): done on the mirror directly, as SQL Server's is.
-            requireConsentToDataLoss();
-            Map<String, Object> result = new LinkedHashMap<>();
-            result.put("command", command);
-            result.put("partnership", config.partnership());
-            record(result, dev.lockstep.Partnership.forceServiceWithoutDataSource(config, true));
-            print(result);
-            return 0;
-        }
         boolean installing = command.equals("install");
         if (!installing) {
             requireKnownPartnership(config);
@@ -131,7 +120,9 @@ public final class AdminCommand {
                 record(result, ds.partnership().failover(target));
             }
             case "force-service" -> {
-                requireConsentToDataLoss();
+                if (!args.has("allow-data-loss")) {
+                    throw new Args.UsageException("force-service may lose what the mirror lacks: give --allow-data-loss to confirm");
+                }
                 awaitFirstProbes(ds, config);
                 record(result, ds.partnership().forceService(true));
             }
@@ -276,12 +267,6 @@ public final class AdminCommand {
     }
 
     /** Starting a coordinator would register an unknown partnership at the witness: refuse instead. */
-    private void requireConsentToDataLoss() {
-        if (!args.has("allow-data-loss")) {
-            throw new Args.UsageException("force-service may lose what the mirror lacks: give --allow-data-loss to confirm");
-        }
-    }
-
     private static void requireKnownPartnership(LockstepConfig config) throws SQLException {
         NodeConfig where = config.witness() != null ? config.witness() : config.principal();
         String sql = config.witness() != null

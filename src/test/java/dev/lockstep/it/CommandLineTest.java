@@ -1,7 +1,6 @@
 package dev.lockstep.it;
 
 import dev.lockstep.LockstepConfig;
-import dev.lockstep.LockstepDataSource;
 import dev.lockstep.NodeConfig;
 import dev.lockstep.cli.Main;
 import org.junit.jupiter.api.Test;
@@ -166,28 +165,6 @@ class CommandLineTest extends OnTwoNodesAndWitness {
         assertThat(seed.code()).as(seed.all()).isZero();
         assertThat(seed.out()).contains("state: SYNCHRONIZED", "seeded: true");
         assertThat(lockstep("verify", "--config", config).code()).isZero();
-    }
-
-    /** Without a witness, force-service works with the principal down and no data source able to start. */
-    @Test
-    void forceServiceWithoutAWitnessRunsWithThePrincipalDown() throws Exception {
-        TwoNodes.Pair pair = nodes.newPair("cliforce");
-        LockstepConfig noWitness = pair.config().build();
-        String config = configFile("cliforce", noWitness).toString();
-        try (LockstepDataSource ds = LockstepDataSource.start(noWitness)) {
-            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
-        }
-        Run whileUp = lockstep("force-service", "--config", config, "--allow-data-loss");
-        assertThat(whileUp.code()).as(whileUp.all()).isEqualTo(Main.ERROR);
-        assertThat(whileUp.err()).contains("SQLSTATE 55000", "principal node-a of partnership cliforce answers");
-        nodes.a().kill();
-        try {
-            Run forced = lockstep("force-service", "--config", config, "--allow-data-loss");
-            assertThat(forced.code()).as(forced.all()).isZero();
-            assertThat(forced.out()).contains("epoch: 2", "principal: node-b", "state: SUSPENDED");
-        } finally {
-            nodes.a().restart();
-        }
     }
 
     @Test
