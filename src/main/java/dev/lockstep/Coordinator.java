@@ -301,21 +301,20 @@ final class Coordinator implements AutoCloseable {
      * partner that answered must hold the role and epoch the record gives it. The monitor then
      * treats the absent partner as failed: a principal away is failed over from once the partner
      * timeout has passed and quorum allows, a mirror away leaves the principal committing exposed
-     * until catch-up. A blank mirror cannot stand in for an absent principal. In-doubt
+     * until catch-up. A blank node does not serve alone. In-doubt
      * transactions are left to the periodic resolver.
      */
     private Coordinator startWithPartnerAway(PartnershipRecord record, NodeConfig principalNode, NodeConfig mirrorNode,
                                              NodeView present, NodeRole presentRole, SQLException away) throws SQLException {
         List<String> problems = PartnershipCheck.problemsWithPartnerAway(config.partnership(), present, presentRole, record.epoch());
-        if (problems.isEmpty() && presentRole == NodeRole.MIRROR) {
-            try (Connection c = connectDirect(config, mirrorNode, startProperties())) {
-                if (SeedMark.blank(c)) {
-                    // It holds nothing yet (new, or wiped and installed afresh): promoted, it would
-                    // serve an empty database in place of the principal's.
-                    problems = List.of("mirror " + mirrorNode.name() + " is blank, so it cannot stand in for principal "
-                            + principalNode.name() + ", which cannot be reached");
-                }
-            }
+        NodeConfig presentNode = presentRole == NodeRole.PRINCIPAL ? principalNode : mirrorNode;
+        NodeConfig absentNode = presentRole == NodeRole.PRINCIPAL ? mirrorNode : principalNode;
+        if (problems.isEmpty() && isBlank(presentNode)) {
+            // New, or wiped and installed afresh: a mirror would be promoted empty in place of the
+            // principal's data, a principal would serve an empty database in place of the mirror's.
+            throw SqlStates.error(away.getSQLState(), "lockstep: partnership " + config.partnership() + " cannot start without "
+                    + absentNode.name() + ": " + presentRole.sqlName() + " " + presentNode.name() + " is blank, so it does not"
+                    + " serve alone (it would hide what " + absentNode.name() + " holds): " + away.getMessage(), away);
         }
         if (!problems.isEmpty()) {
             SQLException refused = SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
@@ -323,10 +322,9 @@ final class Coordinator implements AutoCloseable {
             refused.addSuppressed(away);
             throw refused;
         }
-        NodeConfig absent = presentRole == NodeRole.PRINCIPAL ? mirrorNode : principalNode;
         LOG.warn("lockstep: coordinator {} of partnership {} starts at epoch {} without {} {}, which cannot be reached ({});"
                         + " the partnership goes on as if it had failed just now", config.coordinatorId(), config.partnership(),
-                record.epoch(), presentRole == NodeRole.PRINCIPAL ? "mirror" : "principal", absent.name(), away.getMessage());
+                record.epoch(), presentRole == NodeRole.PRINCIPAL ? "mirror" : "principal", absentNode.name(), away.getMessage());
         topology.set(new Topology(record.epoch(), principalNode, mirrorNode));
         scheduleUpkeep();
         startMonitor(record);
@@ -417,6 +415,12 @@ final class Coordinator implements AutoCloseable {
         Optional<String> again = MirrorGap.newestMirrorRecordMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
         p.rollback();
         return again;
+    }
+
+    private boolean isBlank(NodeConfig node) throws SQLException {
+        try (Connection c = connectDirect(config, node, startProperties())) {
+            return SeedMark.blank(c);
+        }
     }
 
     /** The in-doubt resolver and journal retention, each on its own schedule. */

@@ -120,8 +120,8 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             // That refused start left the witness a record; the mirror is still blank, and a
             // blank mirror may not stand in for the principal (it would be promoted empty).
             assertThatThrownBy(() -> LockstepDataSource.start(config(fresh))).isInstanceOf(SQLException.class)
-                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("55000"))
-                    .hasMessageContaining("mirror node-b is blank");
+                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).startsWith("08"))
+                    .hasMessageContaining("mirror node-b is blank, so it does not serve alone");
             assertThat(record(fresh).epoch()).isEqualTo(1);
         } finally {
             nodes.a().proxy().heal();
@@ -271,6 +271,30 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
         } finally {
             release.countDown();
             client.shutdownNow();
+        }
+    }
+
+    /** A principal wiped and installed afresh does not serve alone: it would hide the data its mirror holds. */
+    @Test
+    void aBlankPrincipalDoesNotServeAloneWhileTheMirrorIsDown() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("blank-principal");
+        LockstepConfig config = config(pair);
+        Set<Long> acknowledged = tableWithOneRow(config);
+        try (Connection admin = nodes.a().connectDirect("postgres"); java.sql.Statement st = admin.createStatement()) {
+            st.execute("DROP DATABASE " + pair.dbA() + " WITH (FORCE)");
+            st.execute("CREATE DATABASE " + pair.dbA());
+        }
+        nodes.b().kill();
+        try {
+            assertThatThrownBy(() -> LockstepDataSource.start(config)).isInstanceOf(SQLException.class)
+                    .satisfies(e -> assertThat(((SQLException) e).getSQLState()).startsWith("08"))
+                    .hasMessageContaining("principal node-a is blank, so it does not serve alone")
+                    .hasMessageContaining("cannot connect to node node-b");
+        } finally {
+            nodes.b().restart();
+        }
+        try (Connection b = pair.mirror()) {
+            assertThat(new HashSet<>(Writers.ids(b))).isEqualTo(acknowledged);
         }
     }
 
