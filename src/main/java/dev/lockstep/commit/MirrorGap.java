@@ -40,18 +40,8 @@ public final class MirrorGap {
         }
         long epoch = newest.get().epoch();
         long seq = newest.get().seq();
-        try (PreparedStatement ps = mirror.prepareStatement("SELECT EXISTS (SELECT 1 FROM lockstep.journal WHERE epoch = ? AND seq = ?)"
-                + " OR EXISTS (SELECT 1 FROM lockstep.node_state WHERE (journal_trimmed_epoch, journal_trimmed_seq) > (?, ?))")) {
-            ps.setQueryTimeout(Nodes.seconds(callTimeout));
-            ps.setLong(1, epoch);
-            ps.setLong(2, seq);
-            ps.setLong(3, epoch);
-            ps.setLong(4, seq);
-            try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-                return rs.getBoolean(1) ? Optional.empty() : Optional.of("journal record " + epoch + "/" + seq + " (" + newest.get().what() + ")");
-            }
-        }
+        return holdsOrTrimmedPast(mirror, epoch, seq, callTimeout) ? Optional.empty()
+                : Optional.of("journal record " + epoch + "/" + seq + " (" + newest.get().what() + ")");
     }
 
     private record Newest(long epoch, long seq, String what) {
@@ -118,7 +108,13 @@ public final class MirrorGap {
                 gid, callTimeout)) {
             return Optional.empty();
         }
-        try (PreparedStatement ps = principal.prepareStatement("SELECT EXISTS (SELECT 1 FROM lockstep.journal WHERE epoch = ? AND seq = ?)"
+        return holdsOrTrimmedPast(principal, epoch, seq, callTimeout) ? Optional.empty()
+                : Optional.of("journal record " + epoch + "/" + seq + " (" + gid + ")");
+    }
+
+    /** Whether the node holds the record, or has trimmed past it (retention deleted it there). */
+    private static boolean holdsOrTrimmedPast(Connection node, long epoch, long seq, Duration callTimeout) throws SQLException {
+        try (PreparedStatement ps = node.prepareStatement("SELECT EXISTS (SELECT 1 FROM lockstep.journal WHERE epoch = ? AND seq = ?)"
                 + " OR EXISTS (SELECT 1 FROM lockstep.node_state WHERE (journal_trimmed_epoch, journal_trimmed_seq) > (?, ?))")) {
             ps.setQueryTimeout(Nodes.seconds(callTimeout));
             ps.setLong(1, epoch);
@@ -127,7 +123,7 @@ public final class MirrorGap {
             ps.setLong(4, seq);
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
-                return rs.getBoolean(1) ? Optional.empty() : Optional.of("journal record " + epoch + "/" + seq + " (" + gid + ")");
+                return rs.getBoolean(1);
             }
         }
     }
