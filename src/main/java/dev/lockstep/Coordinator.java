@@ -262,12 +262,8 @@ final class Coordinator implements AutoCloseable {
                         mirrorNode.name(), mirror.epoch(), record.epoch(), settled[0], settled[1]);
                 mirror = prepareNode(config, mirrorNode, NodeRole.MIRROR);
             }
-            List<String> problems = PartnershipCheck.problems(config.partnership(), principal, mirror);
-            if (record != null && principal.epoch() != record.epoch()) {
-                problems = new java.util.ArrayList<>(problems);
-                problems.add("the witness records epoch " + record.epoch() + " but principal " + principal.node()
-                        + " is at epoch " + principal.epoch());
-            }
+            List<String> problems = record == null ? PartnershipCheck.problems(config.partnership(), principal, mirror)
+                    : PartnershipCheck.problems(config.partnership(), principal, mirror, record.epoch());
             if (!problems.isEmpty()) {
                 throw SqlStates.error(SqlStates.NOT_READY, "lockstep: partnership " + config.partnership()
                         + " cannot start: " + String.join("; ", problems), null);

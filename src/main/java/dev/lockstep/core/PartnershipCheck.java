@@ -45,11 +45,29 @@ public final class PartnershipCheck {
      */
     public static List<String> problemsWithPartnerAway(String partnership, NodeView present, NodeRole role, long recordEpoch) {
         List<String> problems = new ArrayList<>(problemsOf(partnership, present, role));
-        if (present.epoch() != recordEpoch) {
-            problems.add("the witness records epoch " + recordEpoch + " but " + role.sqlName() + " " + present.node()
-                    + " is at epoch " + present.epoch());
-        }
+        epochAgainstRecord(present, role, recordEpoch).ifPresent(problems::add);
         return problems;
+    }
+
+    /**
+     * The problems that forbid starting with both partners and a witness: those of the pair, and
+     * a principal at another epoch than the witness's record.
+     *
+     * @param partnership the configured partnership name
+     * @param principal   the view of the principal the record names
+     * @param mirror      the view of the mirror the record names
+     * @param recordEpoch the epoch of the witness's record
+     * @return human-readable problems, each naming node, role and epoch
+     */
+    public static List<String> problems(String partnership, NodeView principal, NodeView mirror, long recordEpoch) {
+        List<String> problems = new ArrayList<>(problems(partnership, principal, mirror));
+        epochAgainstRecord(principal, NodeRole.PRINCIPAL, recordEpoch).ifPresent(problems::add);
+        return problems;
+    }
+
+    private static Optional<String> epochAgainstRecord(NodeView view, NodeRole role, long recordEpoch) {
+        return view.epoch() == recordEpoch ? Optional.empty() : Optional.of("the witness records epoch " + recordEpoch + " but "
+                + role.sqlName() + " " + view.node() + " is at epoch " + view.epoch());
     }
 
     private static List<String> problemsOf(String partnership, NodeView view, NodeRole role) {

@@ -66,4 +66,11 @@ class PartnershipCheckTest {
         assertThat(PartnershipCheck.mirrorLeftBehind(view("b", NodeRole.PRINCIPAL, 1), view("a", NodeRole.MIRROR, 0), 2)).isFalse();
         assertThat(PartnershipCheck.mirrorLeftBehind(view("b", NodeRole.MIRROR, 2), view("a", NodeRole.PRINCIPAL, 1), 2)).isFalse();
     }
+
+    @Test
+    void withAWitnessThePrincipalMustBeAtTheRecordsEpoch() {
+        assertThat(PartnershipCheck.problems("p", view("a", NodeRole.PRINCIPAL, 2), view("b", NodeRole.MIRROR, 2), 2)).isEmpty();
+        assertThat(PartnershipCheck.problems("p", view("a", NodeRole.PRINCIPAL, 2), view("b", NodeRole.MIRROR, 2), 3))
+                .singleElement().asString().contains("the witness records epoch 3 but principal a is at epoch 2");
+    }
 }
