@@ -133,6 +133,21 @@ public final class TwoNodes implements AutoCloseable {
     }
 
     /**
+     * Runs an idempotent statement until it is acknowledged, at most 10 s, as an application
+     * retries: right after the mirroring state changed a commit may be refused once (40001) until
+     * the coordinator has looked again.
+     */
+    public static boolean acknowledgedWithRetries(javax.sql.DataSource ds, String idempotentSql) {
+        try {
+            org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(10)).pollInterval(java.time.Duration.ofMillis(100))
+                    .until(() -> acknowledged(ds, idempotentSql));
+            return true;
+        } catch (org.awaitility.core.ConditionTimeoutException e) {
+            return false;
+        }
+    }
+
+    /**
      * Waits (at most 10 s) until a backend on the pair's mirror sleeps in {@code pg_sleep}: an
      * apply slowed by a sleeping constraint or trigger is under way there.
      */
