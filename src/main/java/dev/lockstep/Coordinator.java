@@ -367,25 +367,7 @@ final class Coordinator implements AutoCloseable {
                         : "Without a witness no start can fail over to it, since a start needs both partners (README,"
                         + " Known limits)"), null);
             }
-            Optional<String> missing = MirrorGap.newestRecordMissingOnMirror(p, m, config.remoteCallTimeout());
-            p.rollback();
-            // A change of the mirroring state meanwhile (an exposed commit, a whole catch-up) may
-            // explain the gap: the monitor then acts on the state as it is.
-            if (missing.isEmpty() || PrincipalState.readSeen(p, config.remoteCallTimeout()).change() != seen.change()) {
-                return record;
-            }
-            String why = "mirror " + mirrorNode.name() + " lacks " + missing.get() + " that principal " + principalNode.name()
-                    + " committed: catching it up";
-            LOG.warn("lockstep: partnership {}: {}", config.partnership(), why);
-            // Witness first, then the principal (which then refuses lockstep commits at once), as
-            // the monitor records a lost mirror; each a compare-and-set, left to the monitor if
-            // another coordinator moved it meanwhile.
-            if (record != null && !witness.transition(record, RoleChanges.mirrorLost(record).next(), null, why,
-                    config.coordinatorId())) {
-                return witness.read(config.partnership()).record();
-            }
-            PrincipalState.recordIf(p, epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout());
-            return record == null ? null : witness.read(config.partnership()).record();
+            return recordBehindIfItLacksCommits(p, m, seen, record, principalNode, mirrorNode, epoch).record();
         } catch (SQLException e) {
             if (!SqlStates.isConnectionLoss(e) && !SqlStates.LOCK_NOT_AVAILABLE.equals(e.getSQLState())) {
                 throw e;
@@ -396,6 +378,75 @@ final class Coordinator implements AutoCloseable {
                     config.partnership(), e.getMessage());
             return record;
         }
+    }
+
+    /**
+     * At run time: the monitor saw the mirror's server restart, perhaps put back to an older copy,
+     * while the partnership is SYNCHRONIZED. Compared with the principal's journal as a start
+     * compares it, and recorded behind when it lacks a record, so that catch-up replays it.
+     *
+     * @param record          the witness's record the monitor acts on; null without a witness
+     * @param t               the topology
+     * @param serverStartedAt the mirror's server start time, as its probe read it
+     * @return whether the comparison ran to its end (false: a node could not be read, try again)
+     */
+    boolean recordRestartedMirrorBehindIfItLacksCommits(PartnershipRecord record, Topology t, String serverStartedAt) {
+        try (Connection p = connectDirect(config, t.principal, startProperties());
+             Connection m = connectDirect(config, t.mirror, startProperties())) {
+            p.setAutoCommit(false);
+            p.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
+            m.setAutoCommit(true);
+            PrincipalState.Seen seen = PrincipalState.readSeen(p, config.remoteCallTimeout());
+            p.rollback();
+            boolean lacking = seen.state() == MirroringState.SYNCHRONIZED
+                    && recordBehindIfItLacksCommits(p, m, seen, record, t.principal, t.mirror, t.epoch).lacking();
+            LOG.info("lockstep: partnership {}: the server of mirror {} restarted (started at {}); its journal {}", config.partnership(),
+                    t.mirror.name(), serverStartedAt, lacking ? "lacks records: recorded behind" : "holds the principal's records");
+            telemetry.mirrorRestarted(t.mirror.name(), serverStartedAt, lacking);
+            return true;
+        } catch (SQLException e) {
+            LOG.warn("lockstep: partnership {}: could not compare the journal of mirror {}, whose server restarted, with the"
+                    + " principal's: {}", config.partnership(), t.mirror.name(), e.getMessage());
+            return false;
+        }
+    }
+
+    /**
+     * The mirror lacks the principal's newest (or last trimmed) record, or any record of the
+     * epoch above both trim positions: recorded behind at the witness, then on the principal,
+     * each a compare-and-set that the monitor takes over should another coordinator move it.
+     *
+     * @param seen the principal's mirroring state, SYNCHRONIZED, as read before the comparison
+     * @return the witness's record as it stands now (null without a witness), and whether the
+     *         mirror lacked a record
+     */
+    private GapCheck recordBehindIfItLacksCommits(Connection p, Connection m, PrincipalState.Seen seen,
+                                                           PartnershipRecord record, NodeConfig principalNode,
+                                                           NodeConfig mirrorNode, long epoch) throws SQLException {
+        Optional<String> missing = MirrorGap.newestRecordMissingOnMirror(p, m, config.remoteCallTimeout());
+        if (missing.isEmpty()) {
+            missing = MirrorGap.recordsMissingOnMirror(p, m, epoch, config.remoteCallTimeout());
+        }
+        p.rollback();
+        // A change of the mirroring state meanwhile (an exposed commit, a whole catch-up) may
+        // explain the gap: the monitor then acts on the state as it is.
+        if (missing.isEmpty() || PrincipalState.readSeen(p, config.remoteCallTimeout()).change() != seen.change()) {
+            return new GapCheck(record, false);
+        }
+        String why = "mirror " + mirrorNode.name() + " lacks " + missing.get() + " that principal " + principalNode.name()
+                + " committed: catching it up";
+        LOG.warn("lockstep: partnership {}: {}", config.partnership(), why);
+        // Witness first, then the principal (which then refuses lockstep commits at once), as
+        // the monitor records a lost mirror.
+        if (record != null && !witness.transition(record, RoleChanges.mirrorLost(record).next(), null, why,
+                config.coordinatorId())) {
+            return new GapCheck(witness.read(config.partnership()).record(), true);
+        }
+        PrincipalState.recordIf(p, epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout());
+        return new GapCheck(record == null ? null : witness.read(config.partnership()).record(), true);
+    }
+
+    private record GapCheck(PartnershipRecord record, boolean lacking) {
     }
 
     /**

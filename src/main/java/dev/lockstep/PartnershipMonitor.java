@@ -55,6 +55,7 @@ final class PartnershipMonitor implements AutoCloseable {
     private final Object pathLock = new Object();
     private long localChangeNanos = System.nanoTime();
     private ScheduledFuture<?> ticks;
+    private final RestartWatch mirrorRestarts = new RestartWatch();
 
     private PartnershipMonitor(Coordinator coordinator, WitnessStore witness, PartnershipRecord record, FailureDetector detector,
                                ScheduledExecutorService scheduler) {
@@ -238,7 +239,38 @@ final class PartnershipMonitor implements AutoCloseable {
             LOG.info("lockstep: partnership {} at epoch {}: {}", config.partnership(), record.epoch(), action);
         }
         lastAction = action;
+        if (checkedRestartedMirror(t, basis, action)) {
+            return;
+        }
         act(action, t, mirror, quiet, principalState(t, principal), basis);
+    }
+
+    /**
+     * A mirror whose server restarted since the last pass, while SYNCHRONIZED, may be an older
+     * copy (put back from a backup or snapshot faster than the partner timeout): its journal is
+     * compared with the principal's, as a start compares them, and it is recorded behind if it
+     * lacks a record. Commits that reached it between its restart and this pass do not hide the
+     * gap: the comparison covers every record of the epoch.
+     *
+     * @return whether this pass ran the comparison: the next pass then acts on fresh readings
+     */
+    private boolean checkedRestartedMirror(Coordinator.Topology t, PartnershipRecord basis, QuorumRules.Action action) {
+        mirrorRestarts.observe(t.mirror.name(), detector.serverStartedAt(t.mirror.name()));
+        if (!mirrorRestarts.checkDue()) {
+            return false;
+        }
+        if (basis.state() != MirroringState.SYNCHRONIZED) {
+            // Recorded behind already: catch-up replays from the mirror's own position.
+            mirrorRestarts.checked();
+            return false;
+        }
+        if (action != QuorumRules.Action.LOCKSTEP) {
+            return false;
+        }
+        if (coordinator.recordRestartedMirrorBehindIfItLacksCommits(witness == null ? null : basis, t, mirrorRestarts.startedAt())) {
+            mirrorRestarts.checked();
+        }
+        return true;
     }
 
     /**
@@ -458,6 +490,9 @@ final class PartnershipMonitor implements AutoCloseable {
         lastAction = action;
         if (config.mode() == OperatingMode.HIGH_PERFORMANCE) {
             tickHighPerformance(t, mirror, seen, action, started);
+            return;
+        }
+        if (checkedRestartedMirror(t, record, action)) {
             return;
         }
         if (action == QuorumRules.Action.RUN_EXPOSED && record.state() == MirroringState.SYNCHRONIZED && seen != null) {

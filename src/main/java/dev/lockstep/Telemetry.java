@@ -130,6 +130,11 @@ final class Telemetry implements CommitTimings, AutoCloseable {
         emit(new LockstepEvent.NodeHealthChanged(partnership, clock.instant(), node, before, after));
     }
 
+    /** The mirror's server restarted while SYNCHRONIZED, and its journal was compared with the principal's. */
+    void mirrorRestarted(String mirror, String serverStartedAt, boolean recordedBehind) {
+        emit(new LockstepEvent.MirrorRestarted(partnership, clock.instant(), mirror, serverStartedAt, recordedBehind));
+    }
+
     /** In-doubt resolution ran. */
     void inDoubtResolved(InDoubtResolver.Result r) {
         if (r.committed() + r.rolledBack() == 0) {

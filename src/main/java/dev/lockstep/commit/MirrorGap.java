@@ -1,5 +1,6 @@
 package dev.lockstep.commit;
 
+import java.sql.Array;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -45,6 +46,74 @@ public final class MirrorGap {
     }
 
     private record Newest(long epoch, long seq, String what) {
+    }
+
+    /**
+     * Whether the mirror lacks any of the principal's records of the epoch, not only the newest: a
+     * mirror put back while coordinators run holds the commits that followed its restart, so its
+     * gap lies below the principal's newest record. Reads the positions of the principal's records
+     * above both nodes' trim positions and counts how many of them the mirror holds; every record
+     * the principal committed before the read is on the mirror too (the mirror commits first).
+     *
+     * @param principal   a connection to the principal
+     * @param mirror      a connection to the mirror
+     * @param epoch       the partnership's epoch
+     * @param callTimeout deadline of each query
+     * @return how many records the mirror lacks, as text naming the range; empty when it lacks
+     *         none, or when retention trimmed either node meanwhile (nothing to conclude)
+     * @throws SQLException when a node cannot be read
+     */
+    public static Optional<String> recordsMissingOnMirror(Connection principal, Connection mirror, long epoch,
+                                                          Duration callTimeout) throws SQLException {
+        long from = trimmedSeq(principal, mirror, epoch, callTimeout);
+        Array positions;
+        try (PreparedStatement ps = principal.prepareStatement(
+                "SELECT array_agg(seq) FROM lockstep.journal WHERE epoch = ? AND seq >= ?")) {
+            ps.setQueryTimeout(Nodes.seconds(callTimeout));
+            ps.setLong(1, epoch);
+            ps.setLong(2, from);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                positions = rs.getArray(1);
+            }
+        }
+        if (positions == null) {
+            return Optional.empty();
+        }
+        Long[] seqs = (Long[]) positions.getArray();
+        long held;
+        try (PreparedStatement ps = mirror.prepareStatement("SELECT count(*) FROM lockstep.journal WHERE epoch = ? AND seq = ANY (?)")) {
+            ps.setQueryTimeout(Nodes.seconds(callTimeout));
+            ps.setLong(1, epoch);
+            ps.setArray(2, mirror.createArrayOf("int8", seqs));
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                held = rs.getLong(1);
+            }
+        }
+        if (held == seqs.length || from != trimmedSeq(principal, mirror, epoch, callTimeout)) {
+            return Optional.empty();
+        }
+        return Optional.of((seqs.length - held) + " of the principal's " + seqs.length + " journal records of epoch " + epoch
+                + " from seq " + from);
+    }
+
+    /** The seq below which either node deleted its records of the epoch; 0 when both kept them all. */
+    private static long trimmedSeq(Connection principal, Connection mirror, long epoch, Duration callTimeout) throws SQLException {
+        return Math.max(trimmedSeq(principal, epoch, callTimeout), trimmedSeq(mirror, epoch, callTimeout));
+    }
+
+    /** The seq below which the node deleted its records of the epoch; 0 when it kept them all. */
+    private static long trimmedSeq(Connection node, long epoch, Duration callTimeout) throws SQLException {
+        try (PreparedStatement ps = node.prepareStatement("SELECT CASE WHEN journal_trimmed_epoch = ? THEN journal_trimmed_seq"
+                + " WHEN journal_trimmed_epoch > ? THEN 9223372036854775807 ELSE 0 END FROM lockstep.node_state")) {
+            ps.setQueryTimeout(Nodes.seconds(callTimeout));
+            ps.setLong(1, epoch);
+            ps.setLong(2, epoch);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() ? rs.getLong(1) : 0;
+            }
+        }
     }
 
     /**

@@ -64,6 +64,22 @@ public sealed interface LockstepEvent {
     }
 
     /**
+     * The mirror's server restarted while the partnership was SYNCHRONIZED (its start time changed
+     * between two probes, however briefly it was away), and this coordinator compared its journal
+     * with the principal's. A mirror put back to an older copy lacks records: it is then recorded
+     * behind, and catch-up replays what it lacks before lockstep resumes.
+     *
+     * @param partnership     partnership
+     * @param at              when the comparison ended
+     * @param mirror          the mirror's node name
+     * @param serverStartedAt when its server started, as it reports it
+     * @param recordedBehind  whether it lacked records and was recorded behind
+     */
+    record MirrorRestarted(String partnership, Instant at, String mirror, String serverStartedAt, boolean recordedBehind)
+            implements LockstepEvent {
+    }
+
+    /**
      * This coordinator brought a mirror that was behind back to SYNCHRONIZED.
      *
      * @param partnership partnership

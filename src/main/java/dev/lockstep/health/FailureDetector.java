@@ -37,6 +37,7 @@ public final class FailureDetector implements AutoCloseable {
         final CircuitBreaker breaker;
         volatile long lastAnswerNanos;
         volatile ProbeResult last;
+        volatile String serverStartedAt;
         volatile PartnerHealth reported;
         ScheduledFuture<?> schedule;
 
@@ -133,6 +134,17 @@ public final class FailureDetector implements AutoCloseable {
         return watch(node).breaker;
     }
 
+    /**
+     * When the node's server started, as its latest answer said; null before it first answered.
+     * A new value means that it restarted, even if no probe saw it down.
+     *
+     * @param node node name
+     * @return the server's start time as the node reports it, or null
+     */
+    public String serverStartedAt(String node) {
+        return watch(node).serverStartedAt;
+    }
+
     /** What the node's latest probe saw, or null before the first. */
     public ProbeResult lastProbe(String node) {
         return watch(node).last;
@@ -163,6 +175,9 @@ public final class FailureDetector implements AutoCloseable {
         }
         if (result.ok()) {
             w.lastAnswerNanos = nanoTime.getAsLong();
+            if (result.serverStartedAt() != null) {
+                w.serverStartedAt = result.serverStartedAt();
+            }
         }
         w.last = result;
         report(w);

@@ -4,6 +4,7 @@ import io.github.resilience4j.timelimiter.TimeLimiter;
 import io.github.resilience4j.timelimiter.TimeLimiterConfig;
 
 import java.sql.Connection;
+import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
@@ -14,7 +15,8 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeoutException;
 
 /**
- * Probes one node over a dedicated connection with {@code SELECT 1}, bounded by a time limiter.
+ * Probes one node over a dedicated connection, bounded by a time limiter; the probe reads when the
+ * node's server started, so that a restart between two probes shows.
  * The connection is opened on demand and dropped after any failure. The connection itself must
  * carry a socket timeout, so that a probe stuck on a frozen node also ends on its own.
  */
@@ -34,7 +36,7 @@ public final class NodeProbe implements AutoCloseable {
     private final Connector connector;
     private final TimeLimiter limiter;
     private final ExecutorService worker;
-    private Future<Void> inFlight;
+    private Future<String> inFlight;
     private volatile Connection connection;
 
     /**
@@ -70,11 +72,11 @@ public final class NodeProbe implements AutoCloseable {
             return new ProbeResult(false, false, "the previous probe of " + node + " is still waiting for an answer");
         }
         try {
-            limiter.executeFutureSupplier(() -> {
-                inFlight = worker.submit(this::selectOne);
+            String startedAt = limiter.executeFutureSupplier(() -> {
+                inFlight = worker.submit(this::serverStartedAt);
                 return inFlight;
             });
-            return ProbeResult.answered();
+            return ProbeResult.answered(startedAt);
         } catch (ExecutionException e) {
             return ProbeResult.failed(e.getCause());
         } catch (TimeoutException e) {
@@ -87,15 +89,16 @@ public final class NodeProbe implements AutoCloseable {
         }
     }
 
-    private Void selectOne() throws SQLException {
+    private String serverStartedAt() throws SQLException {
         try {
             if (connection == null) {
                 connection = connector.open();
             }
-            try (Statement st = connection.createStatement()) {
-                st.execute("SELECT 1");
+            try (Statement st = connection.createStatement();
+                 ResultSet rs = st.executeQuery("SELECT pg_postmaster_start_time()::text")) {
+                rs.next();
+                return rs.getString(1);
             }
-            return null;
         } catch (SQLException | RuntimeException e) {
             dropConnection();
             throw e;

@@ -12,12 +12,29 @@ import java.util.concurrent.TimeoutException;
  * @param ok          the node answered within the deadline
  * @param hardFailure the connection was refused or reset: the node is down, not merely slow
  * @param detail      what happened, for logs and status
+ * @param serverStartedAt when the node's server started, as it reports it; null unless it answered.
+ *                        A new value means the server restarted between two probes, however briefly.
  */
-public record ProbeResult(boolean ok, boolean hardFailure, String detail) {
+public record ProbeResult(boolean ok, boolean hardFailure, String detail, String serverStartedAt) {
 
-    /** The node answered. */
-    public static ProbeResult answered() {
-        return new ProbeResult(true, false, "answered");
+    /**
+     * A probe that says nothing of the server's start.
+     *
+     * @param ok          the node answered within the deadline
+     * @param hardFailure the connection was refused or reset
+     * @param detail      what happened
+     */
+    public ProbeResult(boolean ok, boolean hardFailure, String detail) {
+        this(ok, hardFailure, detail, null);
+    }
+
+    /**
+     * The node answered.
+     *
+     * @param serverStartedAt when its server started, as it reports it
+     */
+    public static ProbeResult answered(String serverStartedAt) {
+        return new ProbeResult(true, false, "answered", serverStartedAt);
     }
 
     /**

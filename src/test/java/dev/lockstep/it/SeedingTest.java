@@ -6,8 +6,10 @@ import dev.lockstep.LockstepDataSource;
 import dev.lockstep.NodeConfig;
 import dev.lockstep.VerifyReport;
 import dev.lockstep.commit.JournalReplay;
+import dev.lockstep.commit.MirrorGap;
 import dev.lockstep.commit.SeedMark;
 import dev.lockstep.core.MirroringState;
+import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.events.LockstepEvent;
 import dev.lockstep.core.PartnershipRecord;
 import dev.lockstep.witness.WitnessStore;
@@ -249,6 +251,140 @@ class SeedingTest extends OnTwoNodesAndWitness {
                 .anyMatch(r -> r.startsWith("mirror node-b lacks journal record ") && r.endsWith("that principal node-a committed: catching it up"));
     }
 
+    /**
+     * The mirror is put back to an older copy while the coordinator runs, faster than the partner
+     * timeout, so it never counts as failed. The monitor sees its server's new start time,
+     * compares the journals, records it behind, and catch-up replays what it lacks. Commits made
+     * right after its restart may reach it before the comparison; the comparison still finds the
+     * gap below them. Before, lockstep went on over the gap.
+     */
+    @Test
+    void aMirrorPutBackWhileTheCoordinatorRunsIsCaughtUp() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("putbacklive");
+        List<LockstepEvent.MirrorRestarted> restarts = new CopyOnWriteArrayList<>();
+        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(20))
+                .remoteCallTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofMillis(500)).listener(e -> {
+                    if (e instanceof LockstepEvent.MirrorRestarted r) {
+                        restarts.add(r);
+                    }
+                }).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(config); Connection p = pair.principal()) {
+            committedRowsOneToTen(ds);
+            String startedBefore = serverStartedAt(pair);
+            removeNewestFiveFromTheMirror(pair);
+            restartTheMirrorBehindASilentLink(ds);
+            for (int id = 11; id <= 12; id++) {
+                assertThat(TwoNodes.acknowledgedWithRetries(ds, "INSERT INTO t VALUES (" + id + ") ON CONFLICT DO NOTHING")).isTrue();
+            }
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
+            assertThat(restarts).anySatisfy(r -> {
+                assertThat(r.mirror()).isEqualTo("node-b");
+                assertThat(r.recordedBehind()).isTrue();
+                assertThat(r.serverStartedAt()).isNotEqualTo(startedBefore);
+            });
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().replayed()).isGreaterThanOrEqualTo(5);
+            try (Connection m = pair.mirror()) {
+                assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(12).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
+            }
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .anyMatch(r -> r.startsWith("mirror node-b lacks ") && r.endsWith("that principal node-a committed: catching it up"));
+    }
+
+    /** A mirror that restarts with its journal intact is compared too, and stays SYNCHRONIZED. */
+    @Test
+    void aMirrorRestartedWithItsJournalIntactStaysSynchronized() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("restartlive");
+        List<LockstepEvent.MirrorRestarted> restarts = new CopyOnWriteArrayList<>();
+        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(20))
+                .remoteCallTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofMillis(200)).listener(e -> {
+                    if (e instanceof LockstepEvent.MirrorRestarted r) {
+                        restarts.add(r);
+                    }
+                }).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            committedRowsOneToTen(ds);
+            restartTheMirrorBehindASilentLink(ds);
+            await().atMost(Duration.ofSeconds(30)).until(() -> !restarts.isEmpty());
+            assertThat(restarts.get(0).recordedBehind()).isFalse();
+            assertThat(record(pair).state()).isEqualTo(MirroringState.SYNCHRONIZED);
+            assertThat(TwoNodes.acknowledgedWithRetries(ds, "INSERT INTO t VALUES (11) ON CONFLICT DO NOTHING")).isTrue();
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .noneMatch(r -> r.contains(" lacks "));
+    }
+
+    /**
+     * The comparison that finds a gap below the principal's newest record: records missing in the
+     * middle of the mirror's journal are counted, a complete journal gives nothing, and records
+     * the mirror holds beyond the principal's (commits in flight) do not hide missing ones.
+     */
+    @Test
+    void recordsMissingOnMirrorFindsAGapBelowTheNewestRecord() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("gapcount");
+        try (LockstepDataSource ds = LockstepDataSource.start(config(pair))) {
+            committedRowsOneToTen(ds);
+        }
+        try (Connection p = pair.principal(); Connection m = pair.mirror(); Statement ms = m.createStatement()) {
+            long epoch = (Long) TwoNodes.value(p, "SELECT epoch FROM lockstep.node_state");
+            assertThat(MirrorGap.recordsMissingOnMirror(p, m, epoch, Duration.ofSeconds(5))).isEmpty();
+            List<List<Object>> middle = rows(p, "SELECT seq FROM lockstep.journal WHERE epoch = " + epoch + " ORDER BY seq DESC OFFSET 3 LIMIT 2");
+            ms.execute("DELETE FROM lockstep.journal WHERE epoch = " + epoch + " AND seq IN (" + middle.get(0).get(0) + ", "
+                    + middle.get(1).get(0) + ")");
+            // Two records only the mirror holds, as commits in flight would be.
+            ms.execute("INSERT INTO lockstep.journal (epoch, seq, gid, origin, committed_at, changes) SELECT epoch, seq + 1000, gid || '-x',"
+                    + " origin, committed_at, changes FROM lockstep.journal WHERE epoch = " + epoch + " ORDER BY seq DESC LIMIT 2");
+            assertThat(MirrorGap.newestRecordMissingOnMirror(p, m, Duration.ofSeconds(5))).isEmpty();
+            assertThat(MirrorGap.recordsMissingOnMirror(p, m, epoch, Duration.ofSeconds(5)))
+                    .hasValueSatisfying(v -> assertThat(v).startsWith("2 of the principal's "));
+        }
+    }
+
+    private static void committedRowsOneToTen(LockstepDataSource ds) {
+        assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+        for (int id = 1; id <= 10; id++) {
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+        }
+    }
+
+    /**
+     * Restarts the mirror's server while its link is silent, so that no probe sees it refuse a
+     * connection (which counts it failed at once): to the coordinator it only went quiet, as when
+     * a restart falls between two probes.
+     */
+    private static void restartTheMirrorBehindASilentLink(LockstepDataSource ds) {
+        nodes.b().proxy().blackhole();
+        try {
+            nodes.b().stop();
+            nodes.b().restart();
+            await().atMost(Duration.ofSeconds(10)).until(() -> ds.partnership().status().mirrorHealth() == PartnerHealth.SUSPECT);
+        } finally {
+            nodes.b().proxy().heal();
+        }
+    }
+
+    private static String serverStartedAt(TwoNodes.Pair pair) throws SQLException {
+        try (Connection m = pair.mirror()) {
+            return (String) TwoNodes.value(m, "SELECT pg_postmaster_start_time()::text");
+        }
+    }
+
+    /** Rows 6-10 and the records of their commits gone from the mirror, as from an older copy. */
+    private static void removeNewestFiveFromTheMirror(TwoNodes.Pair pair) throws SQLException {
+        try (Connection m = pair.mirror(); Statement ms = m.createStatement()) {
+            List<List<Object>> newest = rows(m, "SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0"
+                    + " ORDER BY epoch DESC, seq DESC LIMIT 6");
+            ms.execute("SET session_replication_role = replica");
+            ms.execute("SET lockstep.applier = on");
+            ms.execute("DELETE FROM t WHERE id > 5");
+            ms.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) > (" + newest.get(5).get(0) + ", "
+                    + newest.get(5).get(1) + ")");
+        }
+    }
+
     /** The same without a witness: the principal records its mirror behind. */
     @Test
     void withoutAWitnessAMirrorPutBackToAnOlderBackupIsCaughtUpAtTheNextStart() throws Exception {
@@ -325,23 +461,14 @@ class SeedingTest extends OnTwoNodesAndWitness {
     private static void putMirrorBackToAnOlderBackup(TwoNodes.Pair pair, LockstepConfig config, boolean trimmedPrincipal)
             throws SQLException {
         try (LockstepDataSource ds = LockstepDataSource.start(config)) {
-            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
-            for (int id = 1; id <= 10; id++) {
-                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
-            }
+            committedRowsOneToTen(ds);
         }
-        try (Connection p = pair.principal(); Connection m = pair.mirror(); Statement ms = m.createStatement()) {
-            List<List<Object>> newest = rows(p, "SELECT epoch, seq FROM lockstep.journal WHERE epoch > 0"
-                    + " ORDER BY epoch DESC, seq DESC LIMIT 6");
-            if (trimmedPrincipal) {
+        if (trimmedPrincipal) {
+            try (Connection p = pair.principal()) {
                 TwoNodes.value(p, "SELECT lockstep.trim_journal(" + pastNewestRecord(p) + ")");
             }
-            ms.execute("SET session_replication_role = replica");
-            ms.execute("SET lockstep.applier = on");
-            ms.execute("DELETE FROM t WHERE id > 5");
-            ms.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) > (" + newest.get(5).get(0) + ", "
-                    + newest.get(5).get(1) + ")");
         }
+        removeNewestFiveFromTheMirror(pair);
     }
 
     /**
