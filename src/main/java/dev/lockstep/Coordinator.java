@@ -36,11 +36,13 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
 
 /**
  * The coordinator inside one application instance: checks and prepares both nodes, owns one
@@ -369,11 +371,13 @@ final class Coordinator implements AutoCloseable {
             }
             return recordBehindIfItLacksCommits(p, m, seen, record, principalNode, mirrorNode, epoch).record();
         } catch (SQLException e) {
-            if (!SqlStates.isConnectionLoss(e) && !SqlStates.LOCK_NOT_AVAILABLE.equals(e.getSQLState())) {
+            if (!SqlStates.isConnectionLoss(e) && !SqlStates.LOCK_NOT_AVAILABLE.equals(e.getSQLState())
+                    && !SqlStates.SERIALIZATION_FAILURE.equals(e.getSQLState())) {
                 throw e;
             }
-            // A partner lost since its check moments ago (the monitor finds it failed), or a
-            // cut-over holding the node state (one that ends SYNCHRONIZED has replayed everything).
+            // A partner lost since its check moments ago (the monitor finds it failed), a
+            // cut-over holding the node state (one that ends SYNCHRONIZED has replayed everything),
+            // or retention trimming during the comparison.
             LOG.warn("lockstep: partnership {}: could not compare the mirror's journal with the principal's at start: {}",
                     config.partnership(), e.getMessage());
             return record;
@@ -381,72 +385,107 @@ final class Coordinator implements AutoCloseable {
     }
 
     /**
-     * At run time: the monitor saw the mirror's server restart, perhaps put back to an older copy,
-     * while the partnership is SYNCHRONIZED. Compared with the principal's journal as a start
-     * compares it, and recorded behind when it lacks a record, so that catch-up replays it.
+     * At run time, on the catch-up thread (so that neither the monitor nor a catch-up waits for
+     * the other): the monitor saw the mirror's server restart, or its database replaced, while the
+     * partnership is SYNCHRONIZED. Compared with the principal's journal as a start compares it.
      *
-     * @param record          the witness's record the monitor acts on; null without a witness
-     * @param t               the topology
-     * @param serverStartedAt the mirror's server start time, as its probe read it
-     * @return whether the comparison ran to its end (false: a node could not be read, try again)
+     * @param record      the witness's record the monitor acts on; null without a witness
+     * @param t           the topology
+     * @param incarnation the mirror's server start and database, as its probe read them
+     * @param done        told whether the comparison ran to its end (false: try again)
      */
-    boolean recordRestartedMirrorBehindIfItLacksCommits(PartnershipRecord record, Topology t, String serverStartedAt) {
+    void checkRestartedMirrorSoon(PartnershipRecord record, Topology t, String incarnation, Consumer<Boolean> done) {
+        try {
+            catchUpThread.execute(() -> done.accept(checkRestartedMirror(record, t, incarnation)));
+        } catch (RejectedExecutionException closing) {
+            done.accept(false);
+        }
+    }
+
+    private boolean checkRestartedMirror(PartnershipRecord record, Topology t, String incarnation) {
         try (Connection p = connectDirect(config, t.principal, startProperties());
              Connection m = connectDirect(config, t.mirror, startProperties())) {
             p.setAutoCommit(false);
             p.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
             m.setAutoCommit(true);
             PrincipalState.Seen seen = PrincipalState.readSeen(p, config.remoteCallTimeout());
-            p.rollback();
-            boolean lacking = seen.state() == MirroringState.SYNCHRONIZED
-                    && recordBehindIfItLacksCommits(p, m, seen, record, t.principal, t.mirror, t.epoch).lacking();
-            LOG.info("lockstep: partnership {}: the server of mirror {} restarted (started at {}); its journal {}", config.partnership(),
-                    t.mirror.name(), serverStartedAt, lacking ? "lacks records: recorded behind" : "holds the principal's records");
-            telemetry.mirrorRestarted(t.mirror.name(), serverStartedAt, lacking);
+            if (seen.state() != MirroringState.SYNCHRONIZED) {
+                return true;
+            }
+            GapCheck gap = recordBehindIfItLacksCommits(p, m, seen, record, t.principal, t.mirror, t.epoch);
+            if (gap.finding() != null) {
+                LOG.info("lockstep: partnership {}: mirror {} came back as another incarnation ({}): {}", config.partnership(),
+                        t.mirror.name(), incarnation, gap.finding());
+                telemetry.mirrorRestarted(t.mirror.name(), incarnation, gap.finding());
+            }
             return true;
         } catch (SQLException e) {
-            LOG.warn("lockstep: partnership {}: could not compare the journal of mirror {}, whose server restarted, with the"
-                    + " principal's: {}", config.partnership(), t.mirror.name(), e.getMessage());
+            LOG.warn("lockstep: partnership {}: could not compare the journal of mirror {}, which came back as another"
+                    + " incarnation, with the principal's: {}", config.partnership(), t.mirror.name(), e.getMessage());
             return false;
         }
     }
 
     /**
-     * The mirror lacks the principal's newest (or last trimmed) record, or any record of the
-     * epoch above both trim positions: recorded behind at the witness, then on the principal,
-     * each a compare-and-set that the monitor takes over should another coordinator move it.
+     * Compares a SYNCHRONIZED mirror's journal with the principal's. One that lacks the
+     * principal's newest record (or, once retention emptied the principal's journal, the last it
+     * trimmed) stopped short: it is recorded behind, and catch-up replays what it lacks. One that
+     * holds it yet lacks an older record (the last trimmed, or any of the epoch) has commits on
+     * top of a gap, which replaying the gap after them would not mend (a later update of a row
+     * would be undone): it is marked for seeding, then recorded behind. Recorded at the witness,
+     * then on the principal, each a compare-and-set that the monitor takes over should another
+     * coordinator move it meanwhile.
      *
+     * @param p    a connection to the principal, autocommit off
      * @param seen the principal's mirroring state, SYNCHRONIZED, as read before the comparison
-     * @return the witness's record as it stands now (null without a witness), and whether the
-     *         mirror lacked a record
+     * @return the witness's record as it stands now (null without a witness), and what was found
+     *         (null when the mirroring state changed meanwhile, so that nothing was compared)
+     * @throws SQLException 40001 when retention trimmed a node during the comparison
      */
     private GapCheck recordBehindIfItLacksCommits(Connection p, Connection m, PrincipalState.Seen seen,
-                                                           PartnershipRecord record, NodeConfig principalNode,
-                                                           NodeConfig mirrorNode, long epoch) throws SQLException {
+                                                  PartnershipRecord record, NodeConfig principalNode,
+                                                  NodeConfig mirrorNode, long epoch) throws SQLException {
+        // Each query its own transaction: no lock on the principal is held while the mirror answers.
+        p.setAutoCommit(true);
         Optional<String> missing = MirrorGap.newestRecordMissingOnMirror(p, m, config.remoteCallTimeout());
+        boolean gapBelow = false;
         if (missing.isEmpty()) {
-            missing = MirrorGap.recordsMissingOnMirror(p, m, epoch, config.remoteCallTimeout());
+            missing = MirrorGap.lastTrimmedMissingOnMirror(p, m, config.remoteCallTimeout());
+            if (missing.isEmpty()) {
+                missing = MirrorGap.recordsMissingOnMirror(p, m, epoch, config.remoteCallTimeout());
+            }
+            gapBelow = missing.isPresent();
         }
-        p.rollback();
+        p.setAutoCommit(false);
         // A change of the mirroring state meanwhile (an exposed commit, a whole catch-up) may
         // explain the gap: the monitor then acts on the state as it is.
-        if (missing.isEmpty() || PrincipalState.readSeen(p, config.remoteCallTimeout()).change() != seen.change()) {
-            return new GapCheck(record, false);
+        if (PrincipalState.readSeen(p, config.remoteCallTimeout()).change() != seen.change()) {
+            return new GapCheck(record, null);
+        }
+        if (missing.isEmpty()) {
+            return new GapCheck(record, LockstepEvent.MirrorFinding.HOLDS_EVERY_RECORD);
         }
         String why = "mirror " + mirrorNode.name() + " lacks " + missing.get() + " that principal " + principalNode.name()
-                + " committed: catching it up";
+                + " committed: " + (gapBelow ? "re-seeding it, as it holds later commits on top of the gap" : "catching it up");
         LOG.warn("lockstep: partnership {}: {}", config.partnership(), why);
+        if (gapBelow) {
+            p.setAutoCommit(true);
+            Seeding.mark(config, witness, p, epoch, mirrorNode.name(), why);
+            p.setAutoCommit(false);
+        }
+        LockstepEvent.MirrorFinding finding = gapBelow ? LockstepEvent.MirrorFinding.GAP_RESEEDING
+                : LockstepEvent.MirrorFinding.BEHIND_CATCHING_UP;
         // Witness first, then the principal (which then refuses lockstep commits at once), as
         // the monitor records a lost mirror.
         if (record != null && !witness.transition(record, RoleChanges.mirrorLost(record).next(), null, why,
                 config.coordinatorId())) {
-            return new GapCheck(witness.read(config.partnership()).record(), true);
+            return new GapCheck(witness.read(config.partnership()).record(), finding);
         }
         PrincipalState.recordIf(p, epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout());
-        return new GapCheck(record == null ? null : witness.read(config.partnership()).record(), true);
+        return new GapCheck(record == null ? null : witness.read(config.partnership()).record(), finding);
     }
 
-    private record GapCheck(PartnershipRecord record, boolean lacking) {
+    private record GapCheck(PartnershipRecord record, LockstepEvent.MirrorFinding finding) {
     }
 
     /**

@@ -239,38 +239,35 @@ final class PartnershipMonitor implements AutoCloseable {
             LOG.info("lockstep: partnership {} at epoch {}: {}", config.partnership(), record.epoch(), action);
         }
         lastAction = action;
-        if (checkedRestartedMirror(t, basis, action)) {
-            return;
-        }
+        checkRestartedMirror(t, basis, action);
         act(action, t, mirror, quiet, principalState(t, principal), basis);
     }
 
     /**
-     * A mirror whose server restarted since the last pass, while SYNCHRONIZED, may be an older
-     * copy (put back from a backup or snapshot faster than the partner timeout): its journal is
-     * compared with the principal's, as a start compares them, and it is recorded behind if it
-     * lacks a record. Commits that reached it between its restart and this pass do not hide the
-     * gap: the comparison covers every record of the epoch.
-     *
-     * @return whether this pass ran the comparison: the next pass then acts on fresh readings
+     * A mirror that came back as another incarnation (its server restarted, or its database was
+     * replaced) while SYNCHRONIZED may be an older copy, put back faster than the partner timeout:
+     * its journal is compared with the principal's, every record of the epoch, so that commits
+     * that reached it since do not hide a gap below them. The comparison runs off the monitor's
+     * thread; until it has run, the mirror is not promoted automatically.
      */
-    private boolean checkedRestartedMirror(Coordinator.Topology t, PartnershipRecord basis, QuorumRules.Action action) {
-        mirrorRestarts.observe(t.mirror.name(), detector.serverStartedAt(t.mirror.name()));
+    private void checkRestartedMirror(Coordinator.Topology t, PartnershipRecord basis, QuorumRules.Action action) {
+        mirrorRestarts.observe(t.mirror.name(), detector.incarnation(t.mirror.name()));
         if (!mirrorRestarts.checkDue()) {
-            return false;
+            return;
         }
         if (basis.state() != MirroringState.SYNCHRONIZED) {
-            // Recorded behind already: catch-up replays from the mirror's own position.
-            mirrorRestarts.checked();
-            return false;
+            // Recorded behind already: catch-up starts from the mirror's own position.
+            mirrorRestarts.notNeeded();
+            return;
         }
         if (action != QuorumRules.Action.LOCKSTEP) {
-            return false;
+            return;
         }
-        if (coordinator.recordRestartedMirrorBehindIfItLacksCommits(witness == null ? null : basis, t, mirrorRestarts.startedAt())) {
-            mirrorRestarts.checked();
+        String incarnation = mirrorRestarts.startCheck();
+        if (incarnation != null) {
+            coordinator.checkRestartedMirrorSoon(witness == null ? null : basis, t, incarnation,
+                    conclusive -> mirrorRestarts.checkEnded(incarnation, conclusive));
         }
-        return true;
     }
 
     /**
@@ -282,6 +279,14 @@ final class PartnershipMonitor implements AutoCloseable {
                      PrincipalState.Seen principalState, PartnershipRecord basis) throws SQLException {
         switch (action) {
             case FAILOVER -> {
+                if (mirrorRestarts.checkDue()) {
+                    // It came back as another incarnation, perhaps an older copy: not known to be
+                    // SYNCHRONIZED until its journal is compared with the principal's (I5).
+                    LOG.warn("lockstep: partnership {}: principal {} lost, but mirror {} restarted since its journal was last"
+                            + " compared; no automatic failover (forced service remains)", config.partnership(), t.principal.name(),
+                            t.mirror.name());
+                    return;
+                }
                 follow(basis, CommitProtocol.Path.REFUSED, t.epoch);
                 long sent = System.nanoTime();
                 PartnershipRecord next = Failover.promoteMirror(witness, config.partnership(), t.mirror, PartnerHealth.FAILED,
@@ -492,9 +497,7 @@ final class PartnershipMonitor implements AutoCloseable {
             tickHighPerformance(t, mirror, seen, action, started);
             return;
         }
-        if (checkedRestartedMirror(t, record, action)) {
-            return;
-        }
+        checkRestartedMirror(t, record, action);
         if (action == QuorumRules.Action.RUN_EXPOSED && record.state() == MirroringState.SYNCHRONIZED && seen != null) {
             try (Connection c = principalConnection(t)) {
                 if (PrincipalState.recordIf(c, t.epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout())) {

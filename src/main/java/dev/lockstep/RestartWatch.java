@@ -1,49 +1,75 @@
 package dev.lockstep;
 
 /**
- * Tells the monitor that a node's server restarted between two of its passes, from the start time
- * the node's probes read: a restart faster than the partner timeout leaves its health UP, yet the
- * node may have come back as an older copy of itself. Follows one node at a time; watching
- * another (the roles changed) starts afresh.
+ * Tells the monitor that a node came back as another incarnation (its server restarted, or its
+ * database was replaced) since it was last checked, from what the node's probes read: a restart
+ * faster than the partner timeout leaves its health UP, yet the node may be an older copy of
+ * itself. Follows one node at a time; watching another (the roles changed) starts afresh. Its
+ * methods may be called from the monitor and from the thread that runs the check.
  */
 final class RestartWatch {
 
     private String node;
-    private String startedAt;
+    private String incarnation;
+    private String checking;
     private boolean checkDue;
 
     /**
-     * Notes the node's server start time as its probes last read it.
+     * Notes the node's incarnation as its probes last read it.
      *
-     * @param node      the node watched
-     * @param startedAt its server's start time; null before it first answered
+     * @param node        the node watched
+     * @param incarnation what its probes read; null before it first answered
      */
-    void observe(String node, String startedAt) {
-        if (startedAt == null) {
+    synchronized void observe(String node, String incarnation) {
+        if (incarnation == null) {
             return;
         }
         if (!node.equals(this.node)) {
             this.node = node;
-            this.startedAt = startedAt;
+            this.incarnation = incarnation;
+            checking = null;
             checkDue = false;
-        } else if (!startedAt.equals(this.startedAt)) {
-            this.startedAt = startedAt;
+        } else if (!incarnation.equals(this.incarnation)) {
+            this.incarnation = incarnation;
             checkDue = true;
         }
     }
 
-    /** Whether the node restarted since it was last checked. */
-    boolean checkDue() {
+    /** Whether the node came back as another incarnation that no check has cleared yet. */
+    synchronized boolean checkDue() {
         return checkDue;
     }
 
-    /** The server's start time as last observed. */
-    String startedAt() {
-        return startedAt;
+    /**
+     * Starts a check of the current incarnation, unless one is running.
+     *
+     * @return the incarnation to check; null when a check is running already or none is due
+     */
+    synchronized String startCheck() {
+        if (!checkDue || checking != null) {
+            return null;
+        }
+        checking = incarnation;
+        return checking;
     }
 
-    /** The node was checked after its latest restart. */
-    void checked() {
+    /**
+     * A check ended.
+     *
+     * @param checked    the incarnation it checked
+     * @param conclusive whether it ran to its end; otherwise the check stays due
+     */
+    synchronized void checkEnded(String checked, boolean conclusive) {
+        if (checked.equals(checking)) {
+            checking = null;
+        }
+        if (conclusive && checked.equals(incarnation)) {
+            checkDue = false;
+        }
+    }
+
+    /** No check is needed after all (the mirror is recorded behind: catch-up starts from its own position). */
+    synchronized void notNeeded() {
         checkDue = false;
     }
 }

@@ -51,7 +51,7 @@ final class Seeding {
             LOG.warn("lockstep: partnership {}: mirror {} holds {} transactions that principal {} lacks (committed there alone"
                             + " before a forced service); {} newly reported in lockstep.divergence_report on {}; the mirror is re-seeded",
                     config.partnership(), t.mirror.name(), divergent.size(), t.principal.name(), reported, t.principal.name());
-            mark(config, witness, principal, t, "mirror " + t.mirror.name() + " diverged: " + divergent.size()
+            mark(config, witness, principal, t.epoch, t.mirror.name(), "mirror " + t.mirror.name() + " diverged: " + divergent.size()
                     + " transactions reported, re-seeding");
         }
         boolean marked = SeedMark.marked(principal);
@@ -76,7 +76,7 @@ final class Seeding {
                     + " re-seeding it", config.partnership(), t.mirror.name(), held, trimmed, t.principal.name());
         }
         if (!marked && divergent.isEmpty()) {
-            mark(config, witness, principal, t, "mirror " + t.mirror.name() + (droppedEarlier
+            mark(config, witness, principal, t.epoch, t.mirror.name(), "mirror " + t.mirror.name() + (droppedEarlier
                     ? " dropped its journal of an earlier epoch: re-seeding it"
                     : belowTrim ? " lacks journal records the principal trimmed: re-seeding it" : " is blank: seeding it"));
         }
@@ -160,16 +160,22 @@ final class Seeding {
                 + " for seeding: " + why + "; retry the start", null);
     }
 
-    private static void mark(LockstepConfig config, WitnessStore witness, Connection principal, Coordinator.Topology t,
-                             String why) throws SQLException {
-        SeedMark.mark(principal, t.epoch, true);
+    /**
+     * Marks the mirror for seeding on the principal, and at the witness for operators and other
+     * coordinators.
+     *
+     * @param principal a connection to the principal, autocommit on
+     */
+    static void mark(LockstepConfig config, WitnessStore witness, Connection principal, long epoch, String mirror,
+                     String why) throws SQLException {
+        SeedMark.mark(principal, epoch, true);
         if (witness != null) {
             try {
-                witness.markMirrorForSeeding(config.partnership(), t.epoch, why, config.coordinatorId());
+                witness.markMirrorForSeeding(config.partnership(), epoch, why, config.coordinatorId());
             } catch (SQLException e) {
                 // The principal's mark rules; the witness's is for operators and other coordinators.
                 LOG.warn("lockstep: partnership {}: recording at the witness that mirror {} needs seeding failed: {}",
-                        config.partnership(), t.mirror.name(), e.getMessage());
+                        config.partnership(), mirror, e.getMessage());
             }
         }
     }

@@ -130,9 +130,9 @@ final class Telemetry implements CommitTimings, AutoCloseable {
         emit(new LockstepEvent.NodeHealthChanged(partnership, clock.instant(), node, before, after));
     }
 
-    /** The mirror's server restarted while SYNCHRONIZED, and its journal was compared with the principal's. */
-    void mirrorRestarted(String mirror, String serverStartedAt, boolean recordedBehind) {
-        emit(new LockstepEvent.MirrorRestarted(partnership, clock.instant(), mirror, serverStartedAt, recordedBehind));
+    /** The mirror came back as another incarnation while SYNCHRONIZED, and its journal was compared with the principal's. */
+    void mirrorRestarted(String mirror, String incarnation, LockstepEvent.MirrorFinding finding) {
+        emit(new LockstepEvent.MirrorRestarted(partnership, clock.instant(), mirror, incarnation, finding));
     }
 
     /** In-doubt resolution ran. */

@@ -1,6 +1,5 @@
 package dev.lockstep.commit;
 
-import java.sql.Array;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -49,53 +48,100 @@ public final class MirrorGap {
     }
 
     /**
-     * Whether the mirror lacks any of the principal's records of the epoch, not only the newest: a
-     * mirror put back while coordinators run holds the commits that followed its restart, so its
-     * gap lies below the principal's newest record. Reads the positions of the principal's records
-     * above both nodes' trim positions and counts how many of them the mirror holds; every record
-     * the principal committed before the read is on the mirror too (the mirror commits first).
+     * Whether the mirror lacks the last record the principal trimmed while holding newer ones:
+     * put back to a copy older than that record, then given newer commits. A healthy mirror
+     * holds it or has trimmed past it (retention trims the principal first, then the mirror to
+     * the same bound, and seeding copies the trim position).
      *
      * @param principal   a connection to the principal
      * @param mirror      a connection to the mirror
+     * @param callTimeout deadline of each query
+     * @return that record, as text naming its position; empty when the mirror holds it or the
+     *         principal never trimmed
+     * @throws SQLException when a node cannot be read
+     */
+    public static Optional<String> lastTrimmedMissingOnMirror(Connection principal, Connection mirror, Duration callTimeout)
+            throws SQLException {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT journal_trimmed_last_epoch, journal_trimmed_last_seq"
+                + " FROM lockstep.node_state WHERE journal_trimmed_last_epoch > 0")) {
+            ps.setQueryTimeout(Nodes.seconds(callTimeout));
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    return Optional.empty();
+                }
+                long epoch = rs.getLong(1);
+                long seq = rs.getLong(2);
+                return holdsOrTrimmedPast(mirror, epoch, seq, callTimeout) ? Optional.empty()
+                        : Optional.of("journal record " + epoch + "/" + seq + " (the last the principal trimmed)");
+            }
+        }
+    }
+
+    /**
+     * Whether the mirror lacks any of the principal's records of the epoch, not only the newest: a
+     * mirror put back while coordinators run holds the commits that followed its restart, so its
+     * gap lies below the principal's newest record. Reads the positions of the principal's records
+     * above both nodes' trim positions, in batches, and counts how many of each batch the mirror
+     * holds; every record the principal committed before it was read is on the mirror too (the
+     * mirror commits first).
+     *
+     * @param principal   a connection to the principal, autocommit on (no lock held between queries)
+     * @param mirror      a connection to the mirror
      * @param epoch       the partnership's epoch
      * @param callTimeout deadline of each query
-     * @return how many records the mirror lacks, as text naming the range; empty when it lacks
-     *         none, or when retention trimmed either node meanwhile (nothing to conclude)
-     * @throws SQLException when a node cannot be read
+     * @return how many records the mirror lacks, as text naming the range; empty when it lacks none
+     * @throws SQLException when a node cannot be read; 40001 when retention trimmed either node
+     *                      during the count, so that nothing can be concluded (ask again)
      */
     public static Optional<String> recordsMissingOnMirror(Connection principal, Connection mirror, long epoch,
                                                           Duration callTimeout) throws SQLException {
         long from = trimmedSeq(principal, mirror, epoch, callTimeout);
-        Array positions;
-        try (PreparedStatement ps = principal.prepareStatement(
-                "SELECT array_agg(seq) FROM lockstep.journal WHERE epoch = ? AND seq >= ?")) {
+        long read = 0;
+        long held = 0;
+        long after = from - 1;
+        while (true) {
+            Long[] seqs = positionsAfter(principal, epoch, after, callTimeout);
+            if (seqs.length == 0) {
+                break;
+            }
+            read += seqs.length;
+            held += heldOf(mirror, epoch, seqs, callTimeout);
+            after = seqs[seqs.length - 1];
+        }
+        if (from != trimmedSeq(principal, mirror, epoch, callTimeout)) {
+            throw new SQLException("lockstep: journal retention trimmed a node while its journal was compared with the other's;"
+                    + " nothing concluded", "40001");
+        }
+        return held == read ? Optional.empty() : Optional.of((read - held) + " of the principal's " + read
+                + " journal records of epoch " + epoch + " from seq " + from);
+    }
+
+    private static final int BATCH = 10_000;
+
+    /** Up to a batch of the principal's record positions of the epoch after {@code after}, in order. */
+    private static Long[] positionsAfter(Connection principal, long epoch, long after, Duration callTimeout) throws SQLException {
+        try (PreparedStatement ps = principal.prepareStatement("SELECT coalesce(array_agg(seq ORDER BY seq), '{}') FROM"
+                + " (SELECT seq FROM lockstep.journal WHERE epoch = ? AND seq > ? ORDER BY seq LIMIT " + BATCH + ") b")) {
             ps.setQueryTimeout(Nodes.seconds(callTimeout));
             ps.setLong(1, epoch);
-            ps.setLong(2, from);
+            ps.setLong(2, after);
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
-                positions = rs.getArray(1);
+                return (Long[]) rs.getArray(1).getArray();
             }
         }
-        if (positions == null) {
-            return Optional.empty();
-        }
-        Long[] seqs = (Long[]) positions.getArray();
-        long held;
+    }
+
+    private static long heldOf(Connection mirror, long epoch, Long[] seqs, Duration callTimeout) throws SQLException {
         try (PreparedStatement ps = mirror.prepareStatement("SELECT count(*) FROM lockstep.journal WHERE epoch = ? AND seq = ANY (?)")) {
             ps.setQueryTimeout(Nodes.seconds(callTimeout));
             ps.setLong(1, epoch);
             ps.setArray(2, mirror.createArrayOf("int8", seqs));
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
-                held = rs.getLong(1);
+                return rs.getLong(1);
             }
         }
-        if (held == seqs.length || from != trimmedSeq(principal, mirror, epoch, callTimeout)) {
-            return Optional.empty();
-        }
-        return Optional.of((seqs.length - held) + " of the principal's " + seqs.length + " journal records of epoch " + epoch
-                + " from seq " + from);
     }
 
     /** The seq below which either node deleted its records of the epoch; 0 when both kept them all. */

@@ -64,19 +64,28 @@ public sealed interface LockstepEvent {
     }
 
     /**
-     * The mirror's server restarted while the partnership was SYNCHRONIZED (its start time changed
-     * between two probes, however briefly it was away), and this coordinator compared its journal
-     * with the principal's. A mirror put back to an older copy lacks records: it is then recorded
-     * behind, and catch-up replays what it lacks before lockstep resumes.
+     * The mirror came back as another incarnation while the partnership was SYNCHRONIZED: its
+     * server restarted, however briefly it was away, or its database was replaced. This
+     * coordinator compared its journal with the principal's, as a put-back copy lacks records.
      *
-     * @param partnership     partnership
-     * @param at              when the comparison ended
-     * @param mirror          the mirror's node name
-     * @param serverStartedAt when its server started, as it reports it
-     * @param recordedBehind  whether it lacked records and was recorded behind
+     * @param partnership partnership
+     * @param at          when the comparison ended
+     * @param mirror      the mirror's node name
+     * @param incarnation the mirror's server start time and database, as its probe read them
+     * @param finding     what the comparison found, and what follows
      */
-    record MirrorRestarted(String partnership, Instant at, String mirror, String serverStartedAt, boolean recordedBehind)
+    record MirrorRestarted(String partnership, Instant at, String mirror, String incarnation, MirrorFinding finding)
             implements LockstepEvent {
+    }
+
+    /** What comparing a mirror's journal with the principal's found. */
+    enum MirrorFinding {
+        /** It holds every record the principal holds: lockstep goes on. */
+        HOLDS_EVERY_RECORD,
+        /** It stopped short of the principal's newest record: recorded behind, catch-up replays the rest. */
+        BEHIND_CATCHING_UP,
+        /** It holds later commits on top of a gap: marked for seeding and recorded behind. */
+        GAP_RESEEDING
     }
 
     /**

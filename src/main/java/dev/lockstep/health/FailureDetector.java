@@ -37,7 +37,7 @@ public final class FailureDetector implements AutoCloseable {
         final CircuitBreaker breaker;
         volatile long lastAnswerNanos;
         volatile ProbeResult last;
-        volatile String serverStartedAt;
+        volatile String incarnation;
         volatile PartnerHealth reported;
         ScheduledFuture<?> schedule;
 
@@ -135,14 +135,15 @@ public final class FailureDetector implements AutoCloseable {
     }
 
     /**
-     * When the node's server started, as its latest answer said; null before it first answered.
-     * A new value means that it restarted, even if no probe saw it down.
+     * The node's incarnation (server start time and database oid), as its latest answer said;
+     * null before it first answered. A new value means that it restarted, or its database was
+     * replaced, even if no probe saw it down.
      *
      * @param node node name
-     * @return the server's start time as the node reports it, or null
+     * @return the incarnation as the node reports it, or null
      */
-    public String serverStartedAt(String node) {
-        return watch(node).serverStartedAt;
+    public String incarnation(String node) {
+        return watch(node).incarnation;
     }
 
     /** What the node's latest probe saw, or null before the first. */
@@ -175,8 +176,8 @@ public final class FailureDetector implements AutoCloseable {
         }
         if (result.ok()) {
             w.lastAnswerNanos = nanoTime.getAsLong();
-            if (result.serverStartedAt() != null) {
-                w.serverStartedAt = result.serverStartedAt();
+            if (result.incarnation() != null) {
+                w.incarnation = result.incarnation();
             }
         }
         w.last = result;

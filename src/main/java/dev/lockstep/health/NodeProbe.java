@@ -15,8 +15,9 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeoutException;
 
 /**
- * Probes one node over a dedicated connection, bounded by a time limiter; the probe reads when the
- * node's server started, so that a restart between two probes shows.
+ * Probes one node over a dedicated connection, bounded by a time limiter. The probe reads when the
+ * node's server started and its database's oid, so that a restart between two probes, or a
+ * database replaced (dropped and restored), shows.
  * The connection is opened on demand and dropped after any failure. The connection itself must
  * carry a socket timeout, so that a probe stuck on a frozen node also ends on its own.
  */
@@ -72,11 +73,11 @@ public final class NodeProbe implements AutoCloseable {
             return new ProbeResult(false, false, "the previous probe of " + node + " is still waiting for an answer");
         }
         try {
-            String startedAt = limiter.executeFutureSupplier(() -> {
-                inFlight = worker.submit(this::serverStartedAt);
+            String incarnation = limiter.executeFutureSupplier(() -> {
+                inFlight = worker.submit(this::incarnation);
                 return inFlight;
             });
-            return ProbeResult.answered(startedAt);
+            return ProbeResult.answered(incarnation);
         } catch (ExecutionException e) {
             return ProbeResult.failed(e.getCause());
         } catch (TimeoutException e) {
@@ -89,13 +90,14 @@ public final class NodeProbe implements AutoCloseable {
         }
     }
 
-    private String serverStartedAt() throws SQLException {
+    private String incarnation() throws SQLException {
         try {
             if (connection == null) {
                 connection = connector.open();
             }
             try (Statement st = connection.createStatement();
-                 ResultSet rs = st.executeQuery("SELECT pg_postmaster_start_time()::text")) {
+                 ResultSet rs = st.executeQuery("SELECT extract(epoch FROM pg_postmaster_start_time())::text || ' ' || oid"
+                         + " FROM pg_database WHERE datname = current_database()")) {
                 rs.next();
                 return rs.getString(1);
             }

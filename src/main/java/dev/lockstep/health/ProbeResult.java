@@ -12,13 +12,14 @@ import java.util.concurrent.TimeoutException;
  * @param ok          the node answered within the deadline
  * @param hardFailure the connection was refused or reset: the node is down, not merely slow
  * @param detail      what happened, for logs and status
- * @param serverStartedAt when the node's server started, as it reports it; null unless it answered.
- *                        A new value means the server restarted between two probes, however briefly.
+ * @param incarnation when the node's server started and which database it serves (its oid), as it
+ *                    reports them; null unless it answered. A new value means that the server
+ *                    restarted between two probes, however briefly, or that the database was replaced.
  */
-public record ProbeResult(boolean ok, boolean hardFailure, String detail, String serverStartedAt) {
+public record ProbeResult(boolean ok, boolean hardFailure, String detail, String incarnation) {
 
     /**
-     * A probe that says nothing of the server's start.
+     * A probe that says nothing of the node's incarnation.
      *
      * @param ok          the node answered within the deadline
      * @param hardFailure the connection was refused or reset
@@ -31,10 +32,10 @@ public record ProbeResult(boolean ok, boolean hardFailure, String detail, String
     /**
      * The node answered.
      *
-     * @param serverStartedAt when its server started, as it reports it
+     * @param incarnation its server's start time and its database's oid
      */
-    public static ProbeResult answered(String serverStartedAt) {
-        return new ProbeResult(true, false, "answered", serverStartedAt);
+    public static ProbeResult answered(String incarnation) {
+        return new ProbeResult(true, false, "answered", incarnation);
     }
 
     /**

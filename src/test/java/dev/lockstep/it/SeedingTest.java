@@ -253,44 +253,76 @@ class SeedingTest extends OnTwoNodesAndWitness {
 
     /**
      * The mirror is put back to an older copy while the coordinator runs, faster than the partner
-     * timeout, so it never counts as failed. The monitor sees its server's new start time,
-     * compares the journals, records it behind, and catch-up replays what it lacks. Commits made
-     * right after its restart may reach it before the comparison; the comparison still finds the
-     * gap below them. Before, lockstep went on over the gap.
+     * timeout, so it never counts as failed. The monitor sees that it came back as another
+     * incarnation, compares the journals, records it behind, and catch-up replays what it lacks.
+     * Before, lockstep went on over the gap.
      */
     @Test
     void aMirrorPutBackWhileTheCoordinatorRunsIsCaughtUp() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("putbacklive");
         List<LockstepEvent.MirrorRestarted> restarts = new CopyOnWriteArrayList<>();
-        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(20))
-                .remoteCallTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofMillis(500)).listener(e -> {
-                    if (e instanceof LockstepEvent.MirrorRestarted r) {
-                        restarts.add(r);
-                    }
-                }).build();
-        try (LockstepDataSource ds = LockstepDataSource.start(config); Connection p = pair.principal()) {
+        try (LockstepDataSource ds = LockstepDataSource.start(noticingRestarts(pair, Duration.ofMillis(200), restarts));
+             Connection p = pair.principal()) {
             committedRowsOneToTen(ds);
-            String startedBefore = serverStartedAt(pair);
+            String before = incarnation(pair);
             removeNewestFiveFromTheMirror(pair);
             restartTheMirrorBehindASilentLink(ds);
-            for (int id = 11; id <= 12; id++) {
-                assertThat(TwoNodes.acknowledgedWithRetries(ds, "INSERT INTO t VALUES (" + id + ") ON CONFLICT DO NOTHING")).isTrue();
-            }
             await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
                     .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
-            assertThat(restarts).anySatisfy(r -> {
+            assertThat(restarts).singleElement().satisfies(r -> {
                 assertThat(r.mirror()).isEqualTo("node-b");
-                assertThat(r.recordedBehind()).isTrue();
-                assertThat(r.serverStartedAt()).isNotEqualTo(startedBefore);
+                assertThat(r.finding()).isEqualTo(LockstepEvent.MirrorFinding.BEHIND_CATCHING_UP);
+                assertThat(r.incarnation()).isNotEqualTo(before);
             });
-            assertThat(ds.partnership().lastCatchUp().orElseThrow().replayed()).isGreaterThanOrEqualTo(5);
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().replayed()).isEqualTo(5);
             try (Connection m = pair.mirror()) {
-                assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(12).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
+                assertThat(rows(m, "SELECT id FROM t ORDER BY id")).hasSize(10).isEqualTo(rows(p, "SELECT id FROM t ORDER BY id"));
             }
             assertThat(ds.partnership().verify().identical()).isTrue();
         }
         assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
-                .anyMatch(r -> r.startsWith("mirror node-b lacks ") && r.endsWith("that principal node-a committed: catching it up"));
+                .anyMatch(r -> r.startsWith("mirror node-b lacks journal record ") && r.endsWith("committed: catching it up"));
+    }
+
+    /**
+     * As above, but a commit reaches the put-back mirror before the monitor's next pass: it
+     * updates a row whose previous update is in the gap. Replaying the gap after it would undo it
+     * on the mirror (the row would read 5 there and 7 on the principal), so the mirror, which holds
+     * commits on top of a gap, is seeded instead of caught up.
+     */
+    @Test
+    void aMirrorPutBackThatTookACommitBeforeTheComparisonIsSeeded() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("putbackgap");
+        List<LockstepEvent.MirrorRestarted> restarts = new CopyOnWriteArrayList<>();
+        // Probes 3 s apart: the commit below lands well before the probe that sees the restart.
+        try (LockstepDataSource ds = LockstepDataSource.start(noticingRestarts(pair, Duration.ofSeconds(3), restarts));
+             Connection p = pair.principal()) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY, v int NOT NULL)")).isTrue();
+            assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t SELECT g, 1 FROM generate_series(1, 3) g")).isTrue();
+            assertThat(TwoNodes.acknowledged(ds, "UPDATE t SET v = 5 WHERE id = 1")).isTrue();
+            try (Connection m = pair.mirror(); Statement ms = m.createStatement()) {
+                // The mirror as it was before the update: row and journal record.
+                ms.execute("SET session_replication_role = replica");
+                ms.execute("SET lockstep.applier = on");
+                ms.execute("UPDATE t SET v = 1 WHERE id = 1");
+                ms.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) = (SELECT epoch, seq FROM lockstep.journal"
+                        + " WHERE epoch > 0 ORDER BY epoch DESC, seq DESC LIMIT 1)");
+            }
+            restartTheMirrorBehindASilentLink(ds);
+            assertThat(TwoNodes.acknowledgedWithRetries(ds, "UPDATE t SET v = 7 WHERE id = 1")).isTrue();
+            await().ignoreExceptions().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> record(pair).state() == MirroringState.SYNCHRONIZED && ds.partnership().lastCatchUp().isPresent());
+            assertThat(restarts).singleElement().satisfies(r -> assertThat(r.finding()).isEqualTo(LockstepEvent.MirrorFinding.GAP_RESEEDING));
+            assertThat(ds.partnership().lastCatchUp().orElseThrow().seeded()).isTrue();
+            try (Connection m = pair.mirror()) {
+                assertThat(rows(m, "SELECT id, v FROM t ORDER BY id")).isEqualTo(rows(p, "SELECT id, v FROM t ORDER BY id"))
+                        .contains(List.of(1L, 7));
+            }
+            assertThat(ds.partnership().verify().identical()).isTrue();
+        }
+        assertThat(witness.store().history(pair.partnership())).extracting(WitnessStore.Transition::reason)
+                .anyMatch(r -> r.startsWith("mirror node-b lacks 1 of the principal's ") && r.endsWith("re-seeding it, as it holds later"
+                        + " commits on top of the gap"));
     }
 
     /** A mirror that restarts with its journal intact is compared too, and stays SYNCHRONIZED. */
@@ -298,17 +330,12 @@ class SeedingTest extends OnTwoNodesAndWitness {
     void aMirrorRestartedWithItsJournalIntactStaysSynchronized() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("restartlive");
         List<LockstepEvent.MirrorRestarted> restarts = new CopyOnWriteArrayList<>();
-        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(20))
-                .remoteCallTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofMillis(200)).listener(e -> {
-                    if (e instanceof LockstepEvent.MirrorRestarted r) {
-                        restarts.add(r);
-                    }
-                }).build();
+        LockstepConfig config = noticingRestarts(pair, Duration.ofMillis(200), restarts);
         try (LockstepDataSource ds = LockstepDataSource.start(config)) {
             committedRowsOneToTen(ds);
             restartTheMirrorBehindASilentLink(ds);
             await().atMost(Duration.ofSeconds(30)).until(() -> !restarts.isEmpty());
-            assertThat(restarts.get(0).recordedBehind()).isFalse();
+            assertThat(restarts.get(0).finding()).isEqualTo(LockstepEvent.MirrorFinding.HOLDS_EVERY_RECORD);
             assertThat(record(pair).state()).isEqualTo(MirroringState.SYNCHRONIZED);
             assertThat(TwoNodes.acknowledgedWithRetries(ds, "INSERT INTO t VALUES (11) ON CONFLICT DO NOTHING")).isTrue();
             assertThat(ds.partnership().verify().identical()).isTrue();
@@ -350,6 +377,16 @@ class SeedingTest extends OnTwoNodesAndWitness {
         }
     }
 
+    /** A partner timeout that a restart never reaches, and the restarts the monitor compared, in {@code restarts}. */
+    private static LockstepConfig noticingRestarts(TwoNodes.Pair pair, Duration heartbeat, List<LockstepEvent.MirrorRestarted> restarts) {
+        return pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(20))
+                .remoteCallTimeout(Duration.ofSeconds(1)).heartbeatInterval(heartbeat).listener(e -> {
+                    if (e instanceof LockstepEvent.MirrorRestarted r) {
+                        restarts.add(r);
+                    }
+                }).build();
+    }
+
     /**
      * Restarts the mirror's server while its link is silent, so that no probe sees it refuse a
      * connection (which counts it failed at once): to the coordinator it only went quiet, as when
@@ -366,9 +403,10 @@ class SeedingTest extends OnTwoNodesAndWitness {
         }
     }
 
-    private static String serverStartedAt(TwoNodes.Pair pair) throws SQLException {
+    private static String incarnation(TwoNodes.Pair pair) throws SQLException {
         try (Connection m = pair.mirror()) {
-            return (String) TwoNodes.value(m, "SELECT pg_postmaster_start_time()::text");
+            return (String) TwoNodes.value(m, "SELECT extract(epoch FROM pg_postmaster_start_time())::text || ' ' || oid"
+                    + " FROM pg_database WHERE datname = current_database()");
         }
     }
 
