@@ -489,18 +489,80 @@ final class Coordinator implements AutoCloseable {
     }
 
     /**
-     * The mirror's newest record of the epoch that the principal lacks, asked twice: a real loss
-     * persists, whereas a commit of another coordinator caught between its two steps does not.
+     * A record of the epoch that the SYNCHRONIZED mirror committed and the principal lacks: the
+     * mirror's newest, or any (a principal put back while coordinators run has commits on top of
+     * its gap). Asked twice: a real loss persists, whereas a commit of another coordinator caught
+     * between two steps does not.
+     *
+     * @param p a connection to the principal, autocommit off (left so)
      */
     private Optional<String> principalLacksMirrorCommits(Connection p, Connection m, long epoch) throws SQLException {
+        Optional<String> lost = principalLacksMirrorCommitsOnce(p, m, epoch);
+        return lost.isEmpty() ? lost : principalLacksMirrorCommitsOnce(p, m, epoch);
+    }
+
+    private Optional<String> principalLacksMirrorCommitsOnce(Connection p, Connection m, long epoch) throws SQLException {
         Optional<String> lost = MirrorGap.newestMirrorRecordMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
         p.rollback();
         if (lost.isEmpty()) {
-            return lost;
+            p.setAutoCommit(true);
+            try {
+                lost = MirrorGap.recordsMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
+            } finally {
+                p.setAutoCommit(false);
+            }
         }
-        Optional<String> again = MirrorGap.newestMirrorRecordMissingOnPrincipal(p, m, epoch, config.remoteCallTimeout());
-        p.rollback();
-        return again;
+        return lost;
+    }
+
+    /**
+     * At run time, on the catch-up thread: the monitor saw the principal come back as another
+     * incarnation while SYNCHRONIZED. A principal that lacks what its mirror committed (put back to
+     * an older copy) lost acknowledged commits, which the mirror holds: this coordinator stops
+     * writes on it for the epoch (as a start refuses it), and says how to fail over.
+     *
+     * @param t           the topology
+     * @param incarnation the principal's server start and database, as its probe read them
+     * @param lost        told what the principal lacks, when it lacks something
+     * @param done        told whether the comparison ran to its end (false: try again)
+     */
+    void checkRestartedPrincipalSoon(Topology t, String incarnation, Consumer<String> lost, Consumer<Boolean> done) {
+        try {
+            catchUpThread.execute(() -> done.accept(checkRestartedPrincipal(t, incarnation, lost)));
+        } catch (RejectedExecutionException closing) {
+            done.accept(false);
+        }
+    }
+
+    private boolean checkRestartedPrincipal(Topology t, String incarnation, Consumer<String> lostCommits) {
+        try (Connection p = connectDirect(config, t.principal, startProperties());
+             Connection m = connectDirect(config, t.mirror, startProperties())) {
+            p.setAutoCommit(false);
+            p.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
+            m.setAutoCommit(true);
+            if (PrincipalState.readSeen(p, config.remoteCallTimeout()).state() != MirroringState.SYNCHRONIZED) {
+                return true;
+            }
+            Optional<String> lost = principalLacksMirrorCommits(p, m, t.epoch);
+            if (lost.isPresent()) {
+                String why = "principal " + t.principal.name() + " came back as another incarnation (" + incarnation + ") that lacks "
+                        + lost.get() + " that its SYNCHRONIZED mirror " + t.mirror.name() + " committed at epoch " + t.epoch
+                        + ", so it lost acknowledged commits (put back to an older copy?); the mirror holds them. It takes no more"
+                        + " writes at this epoch: " + (witness != null ? "stop " + t.principal.name() + ", and the coordinators fail"
+                        + " over to " + t.mirror.name() + "; it rejoins as mirror when it returns"
+                        : "make " + t.mirror.name() + " the principal (a planned failover)");
+                LOG.error("lockstep: partnership {}: {}", config.partnership(), why);
+                lostCommits.accept(why);
+                telemetry.principalLostCommits(t.principal.name(), t.epoch, why);
+            }
+            LOG.info("lockstep: partnership {}: principal {} came back as another incarnation ({}); {}", config.partnership(),
+                    t.principal.name(), incarnation, lost.isPresent() ? "it lost commits" : "it holds every record its mirror holds");
+            return true;
+        } catch (SQLException e) {
+            LOG.warn("lockstep: partnership {}: could not compare the journal of principal {}, which came back as another"
+                    + " incarnation, with the mirror's: {}", config.partnership(), t.principal.name(), e.getMessage());
+            return false;
+        }
     }
 
     private boolean isBlank(NodeConfig node) throws SQLException {

@@ -56,6 +56,9 @@ final class PartnershipMonitor implements AutoCloseable {
     private long localChangeNanos = System.nanoTime();
     private ScheduledFuture<?> ticks;
     private final RestartWatch mirrorRestarts = new RestartWatch();
+    private final RestartWatch principalRestarts = new RestartWatch();
+    /** The epoch in which the principal was found lacking its mirror's commits: no writes in it. */
+    private volatile long haltedEpoch = -1;
 
     private PartnershipMonitor(Coordinator coordinator, WitnessStore witness, PartnershipRecord record, FailureDetector detector,
                                ScheduledExecutorService scheduler) {
@@ -99,6 +102,9 @@ final class PartnershipMonitor implements AutoCloseable {
      */
     CommitProtocol.Path path(long epoch) {
         CommitProtocol.Path p = path;
+        if (epoch == haltedEpoch) {
+            return CommitProtocol.Path.HALTED;
+        }
         if (epoch != pathEpoch) {
             return CommitProtocol.Path.LOCKSTEP;
         }
@@ -240,6 +246,7 @@ final class PartnershipMonitor implements AutoCloseable {
         }
         lastAction = action;
         checkRestartedMirror(t, basis, action);
+        checkRestartedPrincipal(t, basis, action);
         act(action, t, mirror, quiet, principalState(t, principal), basis);
     }
 
@@ -267,6 +274,33 @@ final class PartnershipMonitor implements AutoCloseable {
         if (incarnation != null) {
             coordinator.checkRestartedMirrorSoon(witness == null ? null : basis, t, incarnation,
                     conclusive -> mirrorRestarts.checkEnded(incarnation, conclusive));
+        }
+    }
+
+    /**
+     * A principal that came back as another incarnation while SYNCHRONIZED may be an older copy
+     * that lost acknowledged commits, which its mirror holds: compared off the monitor's thread,
+     * and if so, no more writes on it in this epoch (a start refuses it likewise). A failover to
+     * the mirror, which stopping the principal brings about, ends the epoch.
+     */
+    private void checkRestartedPrincipal(Coordinator.Topology t, PartnershipRecord basis, QuorumRules.Action action) {
+        principalRestarts.observe(t.principal.name(), detector.incarnation(t.principal.name()));
+        if (!principalRestarts.checkDue()) {
+            return;
+        }
+        if (basis.state() != MirroringState.SYNCHRONIZED) {
+            // The mirror is behind: it cannot show what the principal lacks.
+            principalRestarts.notNeeded();
+            return;
+        }
+        if (action != QuorumRules.Action.LOCKSTEP) {
+            return;
+        }
+        String incarnation = principalRestarts.startCheck();
+        if (incarnation != null) {
+            long epoch = t.epoch;
+            coordinator.checkRestartedPrincipalSoon(t, incarnation, why -> haltedEpoch = epoch,
+                    conclusive -> principalRestarts.checkEnded(incarnation, conclusive));
         }
     }
 
@@ -498,6 +532,7 @@ final class PartnershipMonitor implements AutoCloseable {
             return;
         }
         checkRestartedMirror(t, record, action);
+        checkRestartedPrincipal(t, record, action);
         if (action == QuorumRules.Action.RUN_EXPOSED && record.state() == MirroringState.SYNCHRONIZED && seen != null) {
             try (Connection c = principalConnection(t)) {
                 if (PrincipalState.recordIf(c, t.epoch, MirroringState.DISCONNECTED, seen, config.remoteCallTimeout())) {

@@ -135,6 +135,11 @@ final class Telemetry implements CommitTimings, AutoCloseable {
         emit(new LockstepEvent.MirrorRestarted(partnership, clock.instant(), mirror, incarnation, finding));
     }
 
+    /** The principal came back lacking commits its mirror holds; this coordinator stopped writes on it. */
+    void principalLostCommits(String principal, long epoch, String reason) {
+        emit(new LockstepEvent.PrincipalLostCommits(partnership, clock.instant(), principal, epoch, reason));
+    }
+
     /** In-doubt resolution ran. */
     void inDoubtResolved(InDoubtResolver.Result r) {
         if (r.committed() + r.rolledBack() == 0) {

@@ -74,7 +74,13 @@ public final class CommitProtocol implements TransactionCommitter {
         /** To the principal alone, under the coordinator's lease; the journal keeps them for the mirror. */
         EXPOSED,
         /** Nowhere: the principal has no quorum. Transactions that change nothing mirrored still commit. */
-        REFUSED
+        REFUSED,
+        /**
+         * Nowhere: the principal lacks commits its SYNCHRONIZED mirror holds (it came back as an
+         * older copy), so it takes no writes in this epoch. Transactions that change nothing
+         * mirrored still commit.
+         */
+        HALTED
     }
 
     private final Settings settings;
@@ -213,9 +219,15 @@ public final class CommitProtocol implements TransactionCommitter {
     private boolean commitAlone(Connection principal, String gid, Path now) throws SQLException {
         JournalRecord record;
         try {
-            record = collect(principal, gid, now == Path.REFUSED ? null : Boolean.TRUE);
+            record = collect(principal, gid, now == Path.EXPOSED ? Boolean.TRUE : null);
         } catch (SQLException e) {
             throw principalRefused(principal, gid, e, false);
+        }
+        if (record != null && now == Path.HALTED) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: transaction " + gid + " was rolled back: principal node "
+                    + settings.principalNode() + " lacks commits that its mirror node " + settings.mirrorNode() + " holds (it came"
+                    + " back as an older copy), so it accepts no writes at epoch " + epoch.getAsLong() + "; stop it so that the"
+                    + " coordinators fail over to the mirror (the coordinator's log and event say more)", null);
         }
         if (record != null && (now == Path.REFUSED || path.get() != Path.EXPOSED)) {
             // Refused, or the lease ran out while collecting: committing alone now could overlap a

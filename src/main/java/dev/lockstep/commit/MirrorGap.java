@@ -95,52 +95,107 @@ public final class MirrorGap {
      */
     public static Optional<String> recordsMissingOnMirror(Connection principal, Connection mirror, long epoch,
                                                           Duration callTimeout) throws SQLException {
-        long from = trimmedSeq(principal, mirror, epoch, callTimeout);
-        long read = 0;
-        long held = 0;
-        long after = from - 1;
-        while (true) {
-            Long[] seqs = positionsAfter(principal, epoch, after, callTimeout);
-            if (seqs.length == 0) {
-                break;
+        return missing(principal, mirror, epoch, callTimeout, "principal", (seqs, gids) -> {
+            try (PreparedStatement ps = mirror.prepareStatement("SELECT count(*) FROM lockstep.journal WHERE epoch = ? AND seq = ANY (?)")) {
+                ps.setQueryTimeout(Nodes.seconds(callTimeout));
+                ps.setLong(1, epoch);
+                ps.setArray(2, mirror.createArrayOf("int8", seqs));
+                return count(ps);
             }
-            read += seqs.length;
-            held += heldOf(mirror, epoch, seqs, callTimeout);
-            after = seqs[seqs.length - 1];
-        }
-        if (from != trimmedSeq(principal, mirror, epoch, callTimeout)) {
-            throw new SQLException("lockstep: journal retention trimmed a node while its journal was compared with the other's;"
-                    + " nothing concluded", "40001");
-        }
-        return held == read ? Optional.empty() : Optional.of((read - held) + " of the principal's " + read
-                + " journal records of epoch " + epoch + " from seq " + from);
+        });
+    }
+
+    /**
+     * The reverse, for a principal put back while coordinators run: whether it lacks any of its
+     * SYNCHRONIZED mirror's records of the epoch. A record the mirror committed may still be
+     * prepared on the principal (the mirror commits first): that counts as held. The principal's
+     * prepared transactions are listed before its journal is read, so that a commit finishing in
+     * between is seen by the second read.
+     *
+     * @param principal   a connection to the principal, autocommit on
+     * @param mirror      a connection to the mirror
+     * @param epoch       the partnership's epoch
+     * @param callTimeout deadline of each query
+     * @return how many records the principal lacks, as text naming the range; empty when none
+     * @throws SQLException when a node cannot be read; 40001 when retention trimmed either node
+     *                      during the count
+     */
+    public static Optional<String> recordsMissingOnPrincipal(Connection principal, Connection mirror, long epoch,
+                                                             Duration callTimeout) throws SQLException {
+        return missing(mirror, principal, epoch, callTimeout, "mirror", (seqs, gids) -> {
+            Object prepared;
+            try (PreparedStatement ps = principal.prepareStatement("SELECT coalesce(array_agg(gid), '{}') FROM pg_prepared_xacts"
+                    + " WHERE database = current_database()")) {
+                ps.setQueryTimeout(Nodes.seconds(callTimeout));
+                try (ResultSet rs = ps.executeQuery()) {
+                    rs.next();
+                    prepared = rs.getArray(1).getArray();
+                }
+            }
+            try (PreparedStatement ps = principal.prepareStatement("SELECT count(*) FROM unnest(?::int8[], ?::text[]) AS r(seq, gid)"
+                    + " WHERE EXISTS (SELECT 1 FROM lockstep.journal j WHERE j.epoch = ? AND j.seq = r.seq) OR r.gid = ANY (?::text[])")) {
+                ps.setQueryTimeout(Nodes.seconds(callTimeout));
+                ps.setArray(1, principal.createArrayOf("int8", seqs));
+                ps.setArray(2, principal.createArrayOf("text", gids));
+                ps.setLong(3, epoch);
+                ps.setArray(4, principal.createArrayOf("text", (Object[]) prepared));
+                return count(ps);
+            }
+        });
+    }
+
+    /** How many of a batch of one node's records, given by position and gid, the other node holds. */
+    @FunctionalInterface
+    private interface HeldCount {
+        long of(Long[] seqs, String[] gids) throws SQLException;
     }
 
     private static final int BATCH = 10_000;
 
-    /** Up to a batch of the principal's record positions of the epoch after {@code after}, in order. */
-    private static Long[] positionsAfter(Connection principal, long epoch, long after, Duration callTimeout) throws SQLException {
-        try (PreparedStatement ps = principal.prepareStatement("SELECT coalesce(array_agg(seq ORDER BY seq), '{}') FROM"
-                + " (SELECT seq FROM lockstep.journal WHERE epoch = ? AND seq > ? ORDER BY seq LIMIT " + BATCH + ") b")) {
-            ps.setQueryTimeout(Nodes.seconds(callTimeout));
-            ps.setLong(1, epoch);
-            ps.setLong(2, after);
-            try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-                return (Long[]) rs.getArray(1).getArray();
+    /**
+     * Reads {@code source}'s records of the epoch above both trim positions in batches, and counts
+     * how many of each the other node holds.
+     */
+    private static Optional<String> missing(Connection source, Connection other, long epoch, Duration callTimeout, String sourceRole,
+                                            HeldCount held) throws SQLException {
+        long from = trimmedSeq(source, other, epoch, callTimeout);
+        long read = 0;
+        long holds = 0;
+        long after = from - 1;
+        while (true) {
+            Long[] seqs;
+            String[] gids;
+            try (PreparedStatement ps = source.prepareStatement("SELECT coalesce(array_agg(seq ORDER BY seq), '{}'),"
+                    + " coalesce(array_agg(gid ORDER BY seq), '{}') FROM"
+                    + " (SELECT seq, gid FROM lockstep.journal WHERE epoch = ? AND seq > ? ORDER BY seq LIMIT " + BATCH + ") b")) {
+                ps.setQueryTimeout(Nodes.seconds(callTimeout));
+                ps.setLong(1, epoch);
+                ps.setLong(2, after);
+                try (ResultSet rs = ps.executeQuery()) {
+                    rs.next();
+                    seqs = (Long[]) rs.getArray(1).getArray();
+                    gids = (String[]) rs.getArray(2).getArray();
+                }
             }
+            if (seqs.length == 0) {
+                break;
+            }
+            read += seqs.length;
+            holds += held.of(seqs, gids);
+            after = seqs[seqs.length - 1];
         }
+        if (from != trimmedSeq(source, other, epoch, callTimeout)) {
+            throw new SQLException("lockstep: journal retention trimmed a node while its journal was compared with the other's;"
+                    + " nothing concluded", "40001");
+        }
+        return holds == read ? Optional.empty() : Optional.of((read - holds) + " of the " + sourceRole + "'s " + read
+                + " journal records of epoch " + epoch + " from seq " + from);
     }
 
-    private static long heldOf(Connection mirror, long epoch, Long[] seqs, Duration callTimeout) throws SQLException {
-        try (PreparedStatement ps = mirror.prepareStatement("SELECT count(*) FROM lockstep.journal WHERE epoch = ? AND seq = ANY (?)")) {
-            ps.setQueryTimeout(Nodes.seconds(callTimeout));
-            ps.setLong(1, epoch);
-            ps.setArray(2, mirror.createArrayOf("int8", seqs));
-            try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-                return rs.getLong(1);
-            }
+    private static long count(PreparedStatement ps) throws SQLException {
+        try (ResultSet rs = ps.executeQuery()) {
+            rs.next();
+            return rs.getLong(1);
         }
     }
 

@@ -78,6 +78,21 @@ public sealed interface LockstepEvent {
             implements LockstepEvent {
     }
 
+    /**
+     * The principal came back as another incarnation while SYNCHRONIZED and lacks commits its
+     * mirror holds (put back to an older copy): this coordinator takes no more writes on it at
+     * the epoch. Stopping it makes the coordinators fail over to the mirror, which holds them.
+     *
+     * @param partnership partnership
+     * @param at          when the comparison ended
+     * @param principal   the principal's node name
+     * @param epoch       the epoch in which it takes no writes
+     * @param reason      what it lacks, and the remedy
+     */
+    record PrincipalLostCommits(String partnership, Instant at, String principal, long epoch, String reason)
+            implements LockstepEvent {
+    }
+
     /** What comparing a mirror's journal with the principal's found. */
     enum MirrorFinding {
         /** It holds every record the principal holds: lockstep goes on. */

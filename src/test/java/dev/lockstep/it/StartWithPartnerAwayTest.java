@@ -9,6 +9,7 @@ import dev.lockstep.core.MirroringState;
 import dev.lockstep.core.PartnerHealth;
 import dev.lockstep.core.QuorumRules;
 import dev.lockstep.core.PartnershipRecord;
+import dev.lockstep.events.LockstepEvent;
 import dev.lockstep.testing.TcpProxy;
 import org.junit.jupiter.api.Test;
 
@@ -18,6 +19,7 @@ import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -200,14 +202,7 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
                 insertUntilAcknowledged(ds, acknowledged);
             }
         }
-        long newest = acknowledged.stream().mapToLong(Long::longValue).max().orElseThrow();
-        try (Connection a = pair.principal(); java.sql.Statement st = a.createStatement()) {
-            st.execute("SET session_replication_role = replica");
-            st.execute("SET lockstep.applier = on");
-            st.execute("DELETE FROM t WHERE id = " + newest);
-            st.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) = (SELECT epoch, seq FROM lockstep.journal"
-                    + " WHERE epoch > 0 ORDER BY epoch DESC, seq DESC LIMIT 1)");
-        }
+        removeNewestFromThePrincipal(pair, acknowledged);
         assertThatThrownBy(() -> LockstepDataSource.start(config)).isInstanceOf(SQLException.class)
                 .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("55000"))
                 .hasMessageContaining("principal node-a lacks journal record 1/")
@@ -226,6 +221,76 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             if (!back) {
                 nodes.a().restart();
             }
+        }
+    }
+
+    /**
+     * A principal put back to an older copy while the coordinator runs, faster than the partner
+     * timeout, and given a commit on top of its gap before the monitor compares it: the monitor
+     * finds that it lacks a commit its mirror holds and takes no more writes on it in the epoch (a
+     * write fails with 55000 naming the remedy); stopping it fails over to the mirror, which holds
+     * everything, and it rejoins as mirror with every acknowledged row.
+     */
+    @Test
+    void aPrincipalPutBackWhileTheCoordinatorRunsTakesNoMoreWritesAndStoppingItFailsOver() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("principal-putback-live");
+        List<LockstepEvent.PrincipalLostCommits> lost = new CopyOnWriteArrayList<>();
+        // Probes 2 s apart: the commit after the restart lands before the probe that sees it.
+        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(6))
+                .remoteCallTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofSeconds(2)).listener(e -> {
+                    if (e instanceof LockstepEvent.PrincipalLostCommits l) {
+                        lost.add(l);
+                    }
+                }).build();
+        Set<Long> acknowledged = tableWithOneRow(config);
+        boolean back = false;
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            for (int i = 0; i < 3; i++) {
+                insertUntilAcknowledged(ds, acknowledged);
+            }
+            removeNewestFromThePrincipal(pair, acknowledged);
+            nodes.a().proxy().blackhole();
+            try {
+                nodes.a().stop();
+                nodes.a().restart();
+                await().atMost(Duration.ofSeconds(10)).until(() -> ds.partnership().status().principalHealth() == PartnerHealth.SUSPECT);
+            } finally {
+                nodes.a().proxy().heal();
+            }
+            insertUntilAcknowledged(ds, acknowledged);
+            await().atMost(Duration.ofSeconds(30)).until(() -> !lost.isEmpty());
+            assertThat(lost.get(0).reason()).contains("lacks 1 of the mirror's ").contains("stop node-a");
+            assertThatThrownBy(() -> {
+                try (Connection c = ds.getConnection(); java.sql.Statement st = c.createStatement()) {
+                    st.execute("INSERT INTO t VALUES (" + nextId.incrementAndGet() + ")");
+                }
+            }).isInstanceOf(SQLException.class).satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("55000"))
+                    .hasMessageContaining("lacks commits that its mirror node node-b holds");
+            nodes.a().kill();
+            try {
+                await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100)).ignoreExceptions()
+                        .until(() -> record(pair).principal().equals("node-b"));
+                insertUntilAcknowledged(ds, acknowledged);
+                nodes.a().restart();
+                back = true;
+                backInLockstep(pair, ds, acknowledged);
+            } finally {
+                if (!back) {
+                    nodes.a().restart();
+                }
+            }
+        }
+    }
+
+    /** The principal's newest acknowledged row and its journal record gone, as from an older copy. */
+    private static void removeNewestFromThePrincipal(TwoNodes.Pair pair, Set<Long> acknowledged) throws SQLException {
+        long newest = acknowledged.stream().mapToLong(Long::longValue).max().orElseThrow();
+        try (Connection a = pair.principal(); java.sql.Statement st = a.createStatement()) {
+            st.execute("SET session_replication_role = replica");
+            st.execute("SET lockstep.applier = on");
+            st.execute("DELETE FROM t WHERE id = " + newest);
+            st.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND (epoch, seq) = (SELECT epoch, seq FROM lockstep.journal"
+                    + " WHERE epoch > 0 ORDER BY epoch DESC, seq DESC LIMIT 1)");
         }
     }
 
