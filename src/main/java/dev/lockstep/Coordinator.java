@@ -344,6 +344,20 @@ final class Coordinator implements AutoCloseable {
         if (config.mode() == OperatingMode.HIGH_PERFORMANCE || record != null && record.state() != MirroringState.SYNCHRONIZED) {
             return record;
         }
+        // Retention trimming during a comparison leaves it inconclusive: compared again.
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return compareJournalsAtStart(record, principalNode, mirrorNode, epoch);
+            } catch (SQLException e) {
+                if (!SqlStates.SERIALIZATION_FAILURE.equals(e.getSQLState()) || attempt == 3) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    private PartnershipRecord compareJournalsAtStart(PartnershipRecord record, NodeConfig principalNode, NodeConfig mirrorNode,
+                                                     long epoch) throws SQLException {
         try (Connection p = connectDirect(config, principalNode, startProperties());
              Connection m = connectDirect(config, mirrorNode, startProperties())) {
             p.setAutoCommit(false);
@@ -371,13 +385,11 @@ final class Coordinator implements AutoCloseable {
             }
             return recordBehindIfItLacksCommits(p, m, seen, record, principalNode, mirrorNode, epoch).record();
         } catch (SQLException e) {
-            if (!SqlStates.isConnectionLoss(e) && !SqlStates.LOCK_NOT_AVAILABLE.equals(e.getSQLState())
-                    && !SqlStates.SERIALIZATION_FAILURE.equals(e.getSQLState())) {
+            if (!SqlStates.isConnectionLoss(e) && !SqlStates.LOCK_NOT_AVAILABLE.equals(e.getSQLState())) {
                 throw e;
             }
-            // A partner lost since its check moments ago (the monitor finds it failed), a
-            // cut-over holding the node state (one that ends SYNCHRONIZED has replayed everything),
-            // or retention trimming during the comparison.
+            // A partner lost since its check moments ago (the monitor finds it failed), or a
+            // cut-over holding the node state (one that ends SYNCHRONIZED has replayed everything).
             LOG.warn("lockstep: partnership {}: could not compare the mirror's journal with the principal's at start: {}",
                     config.partnership(), e.getMessage());
             return record;
@@ -395,8 +407,22 @@ final class Coordinator implements AutoCloseable {
      * @param done        told whether the comparison ran to its end (false: try again)
      */
     void checkRestartedMirrorSoon(PartnershipRecord record, Topology t, String incarnation, Consumer<Boolean> done) {
+        onCatchUpThread(() -> checkRestartedMirror(record, t, incarnation), done);
+    }
+
+    /** Runs a check on the catch-up thread; {@code done} hears whether it ran to its end, whatever happens. */
+    private void onCatchUpThread(java.util.function.BooleanSupplier check, Consumer<Boolean> done) {
         try {
-            catchUpThread.execute(() -> done.accept(checkRestartedMirror(record, t, incarnation)));
+            catchUpThread.execute(() -> {
+                boolean conclusive = false;
+                try {
+                    conclusive = check.getAsBoolean();
+                } catch (RuntimeException e) {
+                    LOG.warn("lockstep: partnership {}: a journal comparison failed: {}", config.partnership(), e.toString());
+                } finally {
+                    done.accept(conclusive);
+                }
+            });
         } catch (RejectedExecutionException closing) {
             done.accept(false);
         }
@@ -523,18 +549,15 @@ final class Coordinator implements AutoCloseable {
      *
      * @param t           the topology
      * @param incarnation the principal's server start and database, as its probe read them
-     * @param lost        told what the principal lacks, when it lacks something
+     * @param found       told, after a comparison ran to its end, what the principal lacks
+     *                    (empty: nothing, so that writes may go on)
      * @param done        told whether the comparison ran to its end (false: try again)
      */
-    void checkRestartedPrincipalSoon(Topology t, String incarnation, Consumer<String> lost, Consumer<Boolean> done) {
-        try {
-            catchUpThread.execute(() -> done.accept(checkRestartedPrincipal(t, incarnation, lost)));
-        } catch (RejectedExecutionException closing) {
-            done.accept(false);
-        }
+    void checkRestartedPrincipalSoon(Topology t, String incarnation, Consumer<Optional<String>> found, Consumer<Boolean> done) {
+        onCatchUpThread(() -> checkRestartedPrincipal(t, incarnation, found), done);
     }
 
-    private boolean checkRestartedPrincipal(Topology t, String incarnation, Consumer<String> lostCommits) {
+    private boolean checkRestartedPrincipal(Topology t, String incarnation, Consumer<Optional<String>> found) {
         try (Connection p = connectDirect(config, t.principal, startProperties());
              Connection m = connectDirect(config, t.mirror, startProperties())) {
             p.setAutoCommit(false);
@@ -550,11 +573,11 @@ final class Coordinator implements AutoCloseable {
                         + ", so it lost acknowledged commits (put back to an older copy?); the mirror holds them. It takes no more"
                         + " writes at this epoch: " + (witness != null ? "stop " + t.principal.name() + ", and the coordinators fail"
                         + " over to " + t.mirror.name() + "; it rejoins as mirror when it returns"
-                        : "make " + t.mirror.name() + " the principal (a planned failover)");
+                        : "without a witness, make " + t.mirror.name() + " the principal by hand (README, Known limits)");
                 LOG.error("lockstep: partnership {}: {}", config.partnership(), why);
-                lostCommits.accept(why);
                 telemetry.principalLostCommits(t.principal.name(), t.epoch, why);
             }
+            found.accept(lost);
             LOG.info("lockstep: partnership {}: principal {} came back as another incarnation ({}); {}", config.partnership(),
                     t.principal.name(), incarnation, lost.isPresent() ? "it lost commits" : "it holds every record its mirror holds");
             return true;
@@ -1031,6 +1054,12 @@ final class Coordinator implements AutoCloseable {
                     + " needs a witness (set witness.url); without one, roles are changed by reconfiguring the nodes", null);
         }
         Topology t = topology.get();
+        PartnershipMonitor m = monitor;
+        String unsafe = m == null ? null : m.plannedFailoverRefusal(t);
+        if (unsafe != null) {
+            throw SqlStates.error(SqlStates.NOT_READY, "lockstep: planned failover of partnership " + config.partnership()
+                    + " at epoch " + t.epoch + " refused: " + unsafe, null);
+        }
         long started = System.nanoTime();
         PartnershipRecord next = Failover.planned(witness, config.partnership(), newPrincipal, t.principal, t.mirror,
                 config.remoteCallTimeout(), config.coordinatorId());

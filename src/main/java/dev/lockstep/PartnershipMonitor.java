@@ -116,6 +116,37 @@ final class PartnershipMonitor implements AutoCloseable {
     }
 
     /**
+     * Stops writes in the epoch on a principal found lacking its mirror's commits, or lets them go
+     * on again once a later incarnation of it (put right in place) holds them all.
+     */
+    private void halt(long epoch, boolean lacking) {
+        if (lacking) {
+            haltedEpoch = epoch;
+        } else if (haltedEpoch == epoch) {
+            LOG.warn("lockstep: partnership {}: the principal holds every commit its mirror holds again; writes go on at epoch {}",
+                    config.partnership(), epoch);
+            haltedEpoch = -1;
+        }
+    }
+
+    /**
+     * Why a planned failover would be unsafe now, or null: the mirror came back as another
+     * incarnation whose journal is not compared yet (it may be an older copy), or the principal
+     * lacks commits its mirror holds (it would become a SYNCHRONIZED mirror that lacks them).
+     */
+    String plannedFailoverRefusal(Coordinator.Topology t) {
+        if (haltedEpoch == t.epoch) {
+            return "principal " + t.principal.name() + " lacks commits its mirror holds; stop it instead, and the coordinators fail"
+                    + " over to " + t.mirror.name();
+        }
+        if (mirrorRestarts.checkDue()) {
+            return "mirror " + t.mirror.name() + " came back as another incarnation and its journal is not compared with the"
+                    + " principal's yet; retry in a few heartbeats";
+        }
+        return null;
+    }
+
+    /**
      * Whether a commit this coordinator made alone at the given epoch may still be acknowledged:
      * the monitor's decision is of that epoch and, with a witness, the exposed lease still holds.
      * Asked right after the principal's COMMIT returned, since a COMMIT can stall for longer than
@@ -299,7 +330,7 @@ final class PartnershipMonitor implements AutoCloseable {
         String incarnation = principalRestarts.startCheck();
         if (incarnation != null) {
             long epoch = t.epoch;
-            coordinator.checkRestartedPrincipalSoon(t, incarnation, why -> haltedEpoch = epoch,
+            coordinator.checkRestartedPrincipalSoon(t, incarnation, lost -> halt(epoch, lost.isPresent()),
                     conclusive -> principalRestarts.checkEnded(incarnation, conclusive));
         }
     }

@@ -95,7 +95,10 @@ public final class JournalTrim {
     /**
      * Deletes, on both nodes, the records both hold below the first one the mirror lacks, up to a
      * settled position, scanning at most {@code maxScan} of the principal's records. Principal
-     * first: a trim cut short leaves records on the mirror only, which nothing replays.
+     * first: a trim cut short leaves records on the mirror only, which nothing replays. Nor does it
+     * pass a record above the principal's trim position that only the mirror holds: a principal
+     * put back to an older copy lacks it, and the mirror's record is the only one left of an
+     * acknowledged commit.
      *
      * @param principal a connection to the principal, autocommit on
      * @param mirror    a connection to the mirror, autocommit on
@@ -105,6 +108,7 @@ public final class JournalTrim {
      */
     public static long trimHeldByBoth(Connection principal, Connection mirror, Horizon settled, int maxScan) throws SQLException {
         JournalReplay.Key mirrorTrimmed = trimmedBelow(mirror);
+        JournalReplay.Key principalTrimmed = trimmedBelow(principal);
         JournalReplay.Key from = new JournalReplay.Key(1, Long.MIN_VALUE);
         JournalReplay.Key bound = null;
         int scanned = 0;
@@ -116,11 +120,14 @@ public final class JournalTrim {
             if (batch.isEmpty()) {
                 break;
             }
+            JournalReplay.Key last = batch.get(batch.size() - 1);
+            JournalReplay.Key mirrorFrom = compare(from, principalTrimmed) >= 0 ? from : principalTrimmed;
             Set<JournalReplay.Key> held = new HashSet<>(keys(mirror, "SELECT epoch, seq FROM lockstep.journal"
-                    + " WHERE (epoch, seq) >= (?, ?) AND (epoch, seq) <= (?, ?) AND epoch > 0", batch.get(0), batch.get(batch.size() - 1)));
+                    + " WHERE (epoch, seq) >= (?, ?) AND (epoch, seq) <= (?, ?) AND epoch > 0", mirrorFrom, last));
+            JournalReplay.Key mirrorOnly = firstMissingFrom(held, new HashSet<>(batch));
             for (JournalReplay.Key k : batch) {
-                if (!held.contains(k) && compare(k, mirrorTrimmed) >= 0) {
-                    bound = k;
+                if (mirrorOnly != null && compare(k, mirrorOnly) > 0 || !held.contains(k) && compare(k, mirrorTrimmed) >= 0) {
+                    bound = mirrorOnly != null && compare(k, mirrorOnly) > 0 ? mirrorOnly : k;
                     break scan;
                 }
                 bound = new JournalReplay.Key(k.epoch(), k.seq() + 1);
@@ -134,6 +141,17 @@ public final class JournalTrim {
         long deleted = trim(principal, bound);
         trim(mirror, bound);
         return deleted;
+    }
+
+    /** The lowest of {@code keys} that {@code of} lacks; null when it lacks none. */
+    private static JournalReplay.Key firstMissingFrom(Set<JournalReplay.Key> keys, Set<JournalReplay.Key> of) {
+        JournalReplay.Key first = null;
+        for (JournalReplay.Key k : keys) {
+            if (!of.contains(k) && (first == null || compare(k, first) < 0)) {
+                first = k;
+            }
+        }
+        return first;
     }
 
     /**

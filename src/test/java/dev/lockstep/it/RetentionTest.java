@@ -13,6 +13,7 @@ import org.junit.jupiter.api.Test;
 
 import java.sql.Connection;
 import java.sql.SQLException;
+import java.sql.Statement;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -109,6 +110,39 @@ class RetentionTest extends OnTwoNodesAndWitness {
             }
             assertThat(listener.near).isEmpty();
             assertThat(listener.exceeded).isEmpty();
+        }
+    }
+
+    /**
+     * A record of an acknowledged commit that only the mirror holds (its principal was put back to
+     * an older copy) is never trimmed: retention trims both nodes up to it and stops there, so
+     * the mirror keeps the only record left of that commit.
+     */
+    @Test
+    void retentionStopsBelowARecordOnlyTheMirrorHolds() throws Exception {
+        TwoNodes.Pair pair = nodes.newPair("trimgap");
+        LockstepConfig config = config(pair, new Recorded()).toBuilder().journalLimitRecords(1_000_000).build();
+        try (LockstepDataSource ds = LockstepDataSource.start(config)) {
+            assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY)")).isTrue();
+            for (int id = 1; id <= 10; id++) {
+                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+            }
+            long gap;
+            try (Connection p = pair.principal(); Statement st = p.createStatement()) {
+                gap = (Long) value(p, "SELECT seq FROM lockstep.journal WHERE epoch > 0 ORDER BY seq DESC OFFSET 4 LIMIT 1");
+                st.execute("DELETE FROM lockstep.journal WHERE epoch > 0 AND seq = " + gap);
+            }
+            for (int id = 11; id <= 15; id++) {
+                assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t VALUES (" + id + ")")).isTrue();
+            }
+            try (Connection p = pair.principal(); Connection m = pair.mirror()) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> (Long) value(p, "SELECT journal_trimmed_seq FROM lockstep.node_state") >= gap);
+                // Several retention runs (every 300 ms) later, still at the gap.
+                await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5))
+                        .until(() -> (Long) value(p, "SELECT journal_trimmed_seq FROM lockstep.node_state") == gap);
+                assertThat(value(m, "SELECT count(*) FROM lockstep.journal WHERE epoch > 0 AND seq = " + gap)).isEqualTo(1L);
+                assertThat(value(p, "SELECT count(*) FROM lockstep.journal WHERE epoch > 0 AND seq > " + gap)).isEqualTo(9L);
+            }
         }
     }
 

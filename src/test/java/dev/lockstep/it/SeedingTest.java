@@ -294,8 +294,8 @@ class SeedingTest extends OnTwoNodesAndWitness {
     void aMirrorPutBackThatTookACommitBeforeTheComparisonIsSeeded() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("putbackgap");
         List<LockstepEvent.MirrorRestarted> restarts = new CopyOnWriteArrayList<>();
-        // Probes 3 s apart: the commit below lands well before the probe that sees the restart.
-        try (LockstepDataSource ds = LockstepDataSource.start(noticingRestarts(pair, Duration.ofSeconds(3), restarts));
+        // Probes 6 s apart: the commit below lands well before the probe that sees the restart.
+        try (LockstepDataSource ds = LockstepDataSource.start(noticingRestarts(pair, Duration.ofSeconds(6), restarts));
              Connection p = pair.principal()) {
             assertThat(TwoNodes.acknowledged(ds, "CREATE TABLE t (id bigint PRIMARY KEY, v int NOT NULL)")).isTrue();
             assertThat(TwoNodes.acknowledged(ds, "INSERT INTO t SELECT g, 1 FROM generate_series(1, 3) g")).isTrue();
@@ -397,7 +397,7 @@ class SeedingTest extends OnTwoNodesAndWitness {
         try {
             nodes.b().stop();
             nodes.b().restart();
-            await().atMost(Duration.ofSeconds(10)).until(() -> ds.partnership().status().mirrorHealth() == PartnerHealth.SUSPECT);
+            await().atMost(Duration.ofSeconds(20)).until(() -> ds.partnership().status().mirrorHealth() == PartnerHealth.SUSPECT);
         } finally {
             nodes.b().proxy().heal();
         }

