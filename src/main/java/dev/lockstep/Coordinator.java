@@ -358,14 +358,10 @@ final class Coordinator implements AutoCloseable {
 
     private PartnershipRecord compareJournalsAtStart(PartnershipRecord record, NodeConfig principalNode, NodeConfig mirrorNode,
                                                      long epoch) throws SQLException {
-        try (Connection p = connectDirect(config, principalNode, startProperties());
-             Connection m = connectDirect(config, mirrorNode, startProperties())) {
-            p.setAutoCommit(false);
-            // Each query its own snapshot, whatever the database's default isolation: the checks
-            // rely on seeing commits that finished before each query.
-            p.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
-            m.setAutoCommit(true);
-            PrincipalState.Seen seen = PrincipalState.readSeen(p, config.remoteCallTimeout());
+        try (Partners partners = openPartners(principalNode, mirrorNode)) {
+            Connection p = partners.principal();
+            Connection m = partners.mirror();
+            PrincipalState.Seen seen = partners.seen();
             if (seen.state() != MirroringState.SYNCHRONIZED) {
                 return record;
             }
@@ -393,6 +389,37 @@ final class Coordinator implements AutoCloseable {
             LOG.warn("lockstep: partnership {}: could not compare the mirror's journal with the principal's at start: {}",
                     config.partnership(), e.getMessage());
             return record;
+        }
+    }
+
+    /** Connections to both partners for comparing their journals, and the principal's mirroring state as read first. */
+    private record Partners(Connection principal, Connection mirror, PrincipalState.Seen seen) implements AutoCloseable {
+        @Override
+        public void close() throws SQLException {
+            try (Connection m = mirror) {
+                principal.close();
+            }
+        }
+    }
+
+    private Partners openPartners(NodeConfig principalNode, NodeConfig mirrorNode) throws SQLException {
+        Connection p = connectDirect(config, principalNode, startProperties());
+        Connection m = null;
+        try {
+            m = connectDirect(config, mirrorNode, startProperties());
+            p.setAutoCommit(false);
+            // Each query its own snapshot, whatever the database's default isolation: the checks
+            // rely on seeing commits that finished before each query.
+            p.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
+            m.setAutoCommit(true);
+            return new Partners(p, m, PrincipalState.readSeen(p, config.remoteCallTimeout()));
+        } catch (SQLException | RuntimeException e) {
+            try (Connection mirror = m) {
+                p.close();
+            } catch (SQLException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
         }
     }
 
@@ -429,16 +456,12 @@ final class Coordinator implements AutoCloseable {
     }
 
     private boolean checkRestartedMirror(PartnershipRecord record, Topology t, String incarnation) {
-        try (Connection p = connectDirect(config, t.principal, startProperties());
-             Connection m = connectDirect(config, t.mirror, startProperties())) {
-            p.setAutoCommit(false);
-            p.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
-            m.setAutoCommit(true);
-            PrincipalState.Seen seen = PrincipalState.readSeen(p, config.remoteCallTimeout());
-            if (seen.state() != MirroringState.SYNCHRONIZED) {
+        try (Partners partners = openPartners(t.principal, t.mirror)) {
+            if (partners.seen().state() != MirroringState.SYNCHRONIZED) {
                 return true;
             }
-            GapCheck gap = recordBehindIfItLacksCommits(p, m, seen, record, t.principal, t.mirror, t.epoch);
+            GapCheck gap = recordBehindIfItLacksCommits(partners.principal(), partners.mirror(), partners.seen(), record, t.principal,
+                    t.mirror, t.epoch);
             if (gap.finding() != null) {
                 LOG.info("lockstep: partnership {}: mirror {} came back as another incarnation ({}): {}", config.partnership(),
                         t.mirror.name(), incarnation, gap.finding());
@@ -558,15 +581,11 @@ final class Coordinator implements AutoCloseable {
     }
 
     private boolean checkRestartedPrincipal(Topology t, String incarnation, Consumer<Optional<String>> found) {
-        try (Connection p = connectDirect(config, t.principal, startProperties());
-             Connection m = connectDirect(config, t.mirror, startProperties())) {
-            p.setAutoCommit(false);
-            p.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
-            m.setAutoCommit(true);
-            if (PrincipalState.readSeen(p, config.remoteCallTimeout()).state() != MirroringState.SYNCHRONIZED) {
+        try (Partners partners = openPartners(t.principal, t.mirror)) {
+            if (partners.seen().state() != MirroringState.SYNCHRONIZED) {
                 return true;
             }
-            Optional<String> lost = principalLacksMirrorCommits(p, m, t.epoch);
+            Optional<String> lost = principalLacksMirrorCommits(partners.principal(), partners.mirror(), t.epoch);
             if (lost.isPresent()) {
                 String why = "principal " + t.principal.name() + " came back as another incarnation (" + incarnation + ") that lacks "
                         + lost.get() + " that its SYNCHRONIZED mirror " + t.mirror.name() + " committed at epoch " + t.epoch

@@ -289,19 +289,10 @@ final class PartnershipMonitor implements AutoCloseable {
      * thread; until it has run, the mirror is not promoted automatically.
      */
     private void checkRestartedMirror(Coordinator.Topology t, PartnershipRecord basis, QuorumRules.Action action) {
-        mirrorRestarts.observe(t.mirror.name(), detector.incarnation(t.mirror.name()));
-        if (!mirrorRestarts.checkDue()) {
-            return;
-        }
-        if (basis.state() != MirroringState.SYNCHRONIZED) {
-            // Recorded behind already: catch-up starts from the mirror's own position.
-            mirrorRestarts.notNeeded();
-            return;
-        }
-        if (action != QuorumRules.Action.LOCKSTEP) {
-            return;
-        }
-        String incarnation = mirrorRestarts.startCheck();
+        // Not SYNCHRONIZED: recorded behind already, so catch-up replays what it lacks (a gap below
+        // records it holds is not found then: README, Known limits).
+        String incarnation = mirrorRestarts.due(t.mirror.name(), detector.incarnation(t.mirror.name()),
+                basis.state() == MirroringState.SYNCHRONIZED, action == QuorumRules.Action.LOCKSTEP);
         if (incarnation != null) {
             coordinator.checkRestartedMirrorSoon(witness == null ? null : basis, t, incarnation,
                     conclusive -> mirrorRestarts.checkEnded(incarnation, conclusive));
@@ -315,19 +306,9 @@ final class PartnershipMonitor implements AutoCloseable {
      * the mirror, which stopping the principal brings about, ends the epoch.
      */
     private void checkRestartedPrincipal(Coordinator.Topology t, PartnershipRecord basis, QuorumRules.Action action) {
-        principalRestarts.observe(t.principal.name(), detector.incarnation(t.principal.name()));
-        if (!principalRestarts.checkDue()) {
-            return;
-        }
-        if (basis.state() != MirroringState.SYNCHRONIZED) {
-            // The mirror is behind: it cannot show what the principal lacks.
-            principalRestarts.notNeeded();
-            return;
-        }
-        if (action != QuorumRules.Action.LOCKSTEP) {
-            return;
-        }
-        String incarnation = principalRestarts.startCheck();
+        // Not SYNCHRONIZED: the mirror is behind and cannot show what the principal lacks.
+        String incarnation = principalRestarts.due(t.principal.name(), detector.incarnation(t.principal.name()),
+                basis.state() == MirroringState.SYNCHRONIZED, action == QuorumRules.Action.LOCKSTEP);
         if (incarnation != null) {
             long epoch = t.epoch;
             coordinator.checkRestartedPrincipalSoon(t, incarnation, lost -> halt(epoch, lost.isPresent()),

@@ -68,8 +68,21 @@ final class RestartWatch {
         }
     }
 
-    /** No check is needed after all (the mirror is recorded behind: catch-up starts from its own position). */
-    synchronized void notNeeded() {
-        checkDue = false;
+    /**
+     * Notes the node's incarnation, and says whether to compare its journal now.
+     *
+     * @param node           the node watched
+     * @param incarnation    what its probes read; null before it first answered
+     * @param synchronizedNow whether the partnership is SYNCHRONIZED: otherwise the mirror is behind
+     *                       already and no comparison is needed (nor possible, for a principal)
+     * @param bothUp         whether both partners answer, so that the comparison can run
+     * @return the incarnation to compare now; null when none is due, one runs, or it must wait
+     */
+    synchronized String due(String node, String incarnation, boolean synchronizedNow, boolean bothUp) {
+        observe(node, incarnation);
+        if (checkDue && !synchronizedNow) {
+            checkDue = false;
+        }
+        return bothUp ? startCheck() : null;
     }
 }

@@ -39,15 +39,25 @@ class RestartWatchTest {
     }
 
     @Test
-    void watchingAnotherNodeStartsAfreshAndNotNeededClearsTheCheck() {
+    void watchingAnotherNodeStartsAfresh() {
         RestartWatch watch = new RestartWatch();
         watch.observe("node-b", "100 16384");
         watch.observe("node-b", "200 16384");
         watch.observe("node-a", "150 16384");
         assertThat(watch.checkDue()).as("roles swapped: the new mirror's first reading").isFalse();
         watch.observe("node-a", "250 16385");
+        assertThat(watch.checkDue()).as("a replaced database").isTrue();
+    }
+
+    @Test
+    void dueWaitsForBothPartnersAndIsDroppedOnceTheMirrorIsRecordedBehind() {
+        RestartWatch watch = new RestartWatch();
+        assertThat(watch.due("node-b", "100 16384", true, true)).isNull();
+        assertThat(watch.due("node-b", "200 16384", true, false)).as("a partner does not answer: wait").isNull();
         assertThat(watch.checkDue()).isTrue();
-        watch.notNeeded();
+        assertThat(watch.due("node-b", "200 16384", true, true)).isEqualTo("200 16384");
+        watch.checkEnded("200 16384", false);
+        assertThat(watch.due("node-b", "200 16384", false, true)).as("not SYNCHRONIZED any more").isNull();
         assertThat(watch.checkDue()).isFalse();
     }
 }
