@@ -1058,8 +1058,10 @@ final class Coordinator implements AutoCloseable {
         PartnerHealth witnessHealth = witness != null ? m.health(config.witness().name()) : null;
         boolean armed = dev.lockstep.core.QuorumRules.automaticFailoverAllowed(new dev.lockstep.core.QuorumRules.Observation(
                 r, principal, mirror, witnessHealth, 0, config.partnerTimeout().toMillis()));
+        // A principal found lacking its mirror's commits takes no writes, whatever the quorum says.
         return new PartnershipStatus(config.partnership(), t.epoch, t.principal.name(), t.mirror.name(), r.state(), r.mode(),
-                principal, mirror, witnessHealth, m.lastAction(), armed);
+                principal, mirror, witnessHealth, m.halted(t.epoch) ? dev.lockstep.core.QuorumRules.Action.STOP_WRITES : m.lastAction(),
+                armed && !m.mirrorCheckDue());
     }
 
     /** Planned failover to the named node; this coordinator follows at once. */

@@ -135,11 +135,11 @@ final class PartnershipMonitor implements AutoCloseable {
      * lacks commits its mirror holds (it would become a SYNCHRONIZED mirror that lacks them).
      */
     String plannedFailoverRefusal(Coordinator.Topology t) {
-        if (haltedEpoch == t.epoch) {
+        if (halted(t.epoch)) {
             return "principal " + t.principal.name() + " lacks commits its mirror holds; stop it instead, and the coordinators fail"
                     + " over to " + t.mirror.name();
         }
-        if (mirrorRestarts.checkDue()) {
+        if (mirrorCheckDue()) {
             return "mirror " + t.mirror.name() + " came back as another incarnation and its journal is not compared with the"
                     + " principal's yet; retry in a few heartbeats";
         }
@@ -168,6 +168,16 @@ final class PartnershipMonitor implements AutoCloseable {
     /** What the quorum rules said last. */
     QuorumRules.Action lastAction() {
         return lastAction;
+    }
+
+    /** Whether this coordinator takes no writes at the epoch because the principal lacks its mirror's commits. */
+    boolean halted(long epoch) {
+        return haltedEpoch == epoch;
+    }
+
+    /** Whether the mirror came back as another incarnation that is not compared yet (no automatic failover to it). */
+    boolean mirrorCheckDue() {
+        return mirrorRestarts.checkDue();
     }
 
     /** A node's health as the failure detector sees it. */

@@ -19,8 +19,11 @@ import dev.lockstep.core.QuorumRules;
  * @param principalHealth        the principal as this coordinator's failure detector sees it
  * @param mirrorHealth           the mirror, likewise
  * @param witnessHealth          the witness, likewise; null without a witness
- * @param action                 what the quorum rules say now; null without a witness
- * @param automaticFailoverArmed whether losing the principal now would promote the mirror
+ * @param action                 what the quorum rules say now; null without a witness. {@code STOP_WRITES}
+ *                               also while the principal lacks commits its mirror holds (it came back as
+ *                               an older copy: event {@code PrincipalLostCommits})
+ * @param automaticFailoverArmed whether losing the principal now would promote the mirror (not while the
+ *                               mirror came back as another incarnation that is not compared yet)
  */
 public record PartnershipStatus(String partnership, long epoch, String principal, String mirror, MirroringState state,
                                 OperatingMode mode, PartnerHealth principalHealth, PartnerHealth mirrorHealth,

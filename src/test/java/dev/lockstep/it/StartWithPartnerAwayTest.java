@@ -250,6 +250,7 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             insertUntilAcknowledged(ds, acknowledged);
             await().atMost(Duration.ofSeconds(30)).until(() -> !lost.isEmpty());
             assertThat(lost.get(0).reason()).contains(" lacks ").contains("stop node-a");
+            assertThat(ds.partnership().status().action()).isEqualTo(QuorumRules.Action.STOP_WRITES);
             assertThatThrownBy(() -> {
                 try (Connection c = ds.getConnection(); java.sql.Statement st = c.createStatement()) {
                     st.execute("INSERT INTO t VALUES (" + nextId.incrementAndGet() + ")");
