@@ -414,8 +414,16 @@ public final class CommitProtocol implements TransactionCommitter {
             String state = e.getSQLState() != null ? e.getSQLState() : SqlStates.CONNECTION_FAILURE;
             throw SqlStates.error(state, "lockstep: transaction " + gid + " was rolled back: mirror node "
                     + settings.mirrorNode() + " failed to apply or commit it at epoch " + epoch.getAsLong() + ": "
-                    + e.getMessage(), e);
+                    + e.getMessage() + (journalPositionTaken(e) ? "; the mirror holds that journal position from another"
+                    + " transaction, as when principal node " + settings.principalNode() + " was put back to an older copy (its"
+                    + " journal sequence is behind): the coordinator's comparison of the two journals then stops its writes" : ""), e);
         }
+    }
+
+    /** The mirror refused the record because it holds another record at the same position. */
+    private static boolean journalPositionTaken(SQLException e) {
+        return "23505".equals(e.getSQLState()) && e instanceof org.postgresql.util.PSQLException server
+                && server.getServerErrorMessage() != null && "journal_pkey".equals(server.getServerErrorMessage().getConstraint());
     }
 
     /**

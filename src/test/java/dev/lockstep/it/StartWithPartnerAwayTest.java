@@ -239,6 +239,11 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
                 insertUntilAcknowledged(ds, acknowledged);
             }
             removeNewestFromThePrincipal(pair, acknowledged);
+            try (Connection a = pair.principal(); Connection b = pair.mirror()) {
+                // An older copy's journal sequence is behind too: its next record takes a position the mirror holds.
+                Object held = TwoNodes.value(b, "SELECT max(seq) FROM lockstep.journal WHERE epoch > 0");
+                TwoNodes.value(a, "SELECT setval('lockstep.journal_seq', " + held + " - 1)");
+            }
             nodes.a().proxy().blackhole();
             try {
                 nodes.a().stop();
@@ -247,6 +252,12 @@ class StartWithPartnerAwayTest extends OnTwoNodesAndWitness {
             } finally {
                 nodes.a().proxy().heal();
             }
+            assertThatThrownBy(() -> {
+                try (Connection c = ds.getConnection(); java.sql.Statement st = c.createStatement()) {
+                    st.execute("INSERT INTO t VALUES (" + nextId.incrementAndGet() + ")");
+                }
+            }).isInstanceOf(SQLException.class).satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("23505"))
+                    .hasMessageContaining("the mirror holds that journal position from another transaction");
             insertUntilAcknowledged(ds, acknowledged);
             await().atMost(Duration.ofSeconds(30)).until(() -> !lost.isEmpty());
             assertThat(lost.get(0).reason()).contains(" lacks ").contains("stop node-a");
