@@ -49,10 +49,12 @@ public final class QuorumRules {
     /**
      * How long no coordinator may have reached the principal before its mirror is promoted. After
      * silence, the partner timeout (SQL Server's rule). After a hard failure (the principal's
-     * host refused or reset the connection: nothing listens there) only one and a half heartbeat
-     * intervals, long enough for any coordinator that still reaches it to have said so; a SYNCHRONIZED
-     * principal commits nothing without its mirror, so promoting early risks availability, never
-     * a second principal.
+     * host refused or reset the connection: nothing listens there) only three heartbeat intervals:
+     * any coordinator that still reaches it says so at every heartbeat, and three intervals leave
+     * room for a beat delayed by a busy machine (one and a half did not: a soak saw a coordinator
+     * whose link alone was cut promote the mirror of a principal another coordinator still
+     * reached). A SYNCHRONIZED principal commits nothing without its mirror, so promoting early
+     * risks availability, never a second principal.
      *
      * @param hardFailure          whether the latest probe of the principal was refused or reset
      * @param heartbeatMillis      the heartbeat interval
@@ -60,7 +62,7 @@ public final class QuorumRules {
      * @return the quiet period in milliseconds
      */
     public static long quietMillis(boolean hardFailure, long heartbeatMillis, long partnerTimeoutMillis) {
-        return hardFailure ? Math.min(partnerTimeoutMillis, heartbeatMillis * 3 / 2) : partnerTimeoutMillis;
+        return hardFailure ? Math.min(partnerTimeoutMillis, heartbeatMillis * 3) : partnerTimeoutMillis;
     }
 
     /**

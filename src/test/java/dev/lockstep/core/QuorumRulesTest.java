@@ -70,14 +70,18 @@ class QuorumRulesTest {
     }
 
     @Test
-    void aRefusedPrincipalNeedsOnlyOneAndAHalfHeartbeatsOfQuietButSilenceNeedsThePartnerTimeout() {
-        assertThat(QuorumRules.quietMillis(true, 1_000, TIMEOUT)).isEqualTo(1_500);
+    void aRefusedPrincipalNeedsOnlyThreeHeartbeatsOfQuietButSilenceNeedsThePartnerTimeout() {
+        assertThat(QuorumRules.quietMillis(true, 1_000, TIMEOUT)).isEqualTo(3_000);
         assertThat(QuorumRules.quietMillis(false, 1_000, TIMEOUT)).isEqualTo(TIMEOUT);
         // Never longer than the partner timeout, whatever the heartbeat.
         assertThat(QuorumRules.quietMillis(true, 9_000, TIMEOUT)).isEqualTo(TIMEOUT);
-        Observation refused = new Observation(new PartnershipRecord("p", 3, "a", "b", MirroringState.SYNCHRONIZED,
-                OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER), FAILED, UP, UP, 1_500, QuorumRules.quietMillis(true, 1_000, TIMEOUT));
-        assertThat(QuorumRules.decide(refused)).isEqualTo(Action.FAILOVER);
+        PartnershipRecord synchronizedRecord = new PartnershipRecord("p", 3, "a", "b", MirroringState.SYNCHRONIZED,
+                OperatingMode.HIGH_SAFETY_AUTOMATIC_FAILOVER);
+        long quiet = QuorumRules.quietMillis(true, 1_000, TIMEOUT);
+        assertThat(QuorumRules.decide(new Observation(synchronizedRecord, FAILED, UP, UP, 3_000, quiet))).isEqualTo(Action.FAILOVER);
+        // A beat delayed by most of two heartbeats from a coordinator that still reaches it holds the promotion off.
+        assertThat(QuorumRules.decide(new Observation(synchronizedRecord, FAILED, UP, UP, 2_900, quiet)))
+                .isEqualTo(Action.CUT_OFF_FROM_PRINCIPAL);
     }
 
     @Test
